@@ -1,0 +1,261 @@
+"""The `allocation` command line.
+
+Exit status: 0 on success, 2 for invalid input (the message names the file, the field,
+the value and what is expected), 1 for any other failure, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from allocation.errors import AllocationError, InputError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+# Prefect settings applied unless the user set them: no telemetry and no log lines from
+# the client or the temporary server, so the terminal shows the tool's own output. Errors
+# still reach the user: they propagate out of the flow and the CLI prints them.
+_QUIET_PREFECT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "CRITICAL",
+    "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_LOGGING_LOG_PRINTS": "false",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `allocation` command."""
+    parser = argparse.ArgumentParser(
+        prog="allocation",
+        description=(
+            "Estimate latency, data moved and cloud cost for every assignment of an "
+            "inference flow's stages to devices, and find the Pareto front."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run the sweep flow on a workflow and a system and write the outputs",
+        description="Run the Prefect flow `sweep`: estimate every allowed assignment, "
+        "find the exact Pareto front and write front.parquet, patterns.parquet, "
+        "report.md, chart.html, chart.png and run.json.",
+    )
+    sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
+    sweep.add_argument("system", type=Path, help="system file (YAML or JSON)")
+    sweep.add_argument(
+        "--catalog", type=Path, default=None, metavar="DIR",
+        help="catalog folder with cpus.parquet (default: $ALLOCATION_CATALOG_DIR, "
+        "./catalogs, or the catalogs shipped with the tool)",
+    )
+    sweep.add_argument(
+        "--out", type=Path, default=None, metavar="DIR",
+        help="output folder (default: results/<workflow>--<system>)",
+    )
+    sweep.add_argument(
+        "--chunk-size", type=_positive_int, default=None, metavar="N",
+        help="assignments per Prefect task (default: chosen from the space size)",
+    )
+    sweep.add_argument(
+        "--max-patterns", type=_positive_int, default=1_000_000, metavar="N",
+        help="rows kept in patterns.parquet; larger spaces are sampled uniformly "
+        "(default: 1000000)",
+    )
+    sweep.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show Prefect's logs and tracebacks of unexpected errors",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        help="check workflow and system files without sweeping",
+        description="Check workflow and system files. With a workflow and a system "
+        "together, also check that pins, allowed devices, CPUs, links and pricing fit.",
+    )
+    validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    validate.add_argument("--catalog", type=Path, default=None, metavar="DIR",
+                          help="catalog folder with cpus.parquet")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    try:
+        if args.command == "sweep":
+            return _sweep(args)
+        return _validate(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except AllocationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:
+        if verbose:
+            raise
+        print(
+            f"error: {type(exc).__name__}: {exc} (run again with --verbose for details)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from allocation.study import load_study
+
+    # Validate before starting Prefect: bad input fails in milliseconds, writes nothing.
+    study = load_study(args.workflow, args.system, args.catalog)
+    space_size = study.problem.space_size
+    print(
+        f"{study.problem.workflow_name} on {study.problem.system_name}: "
+        f"{space_size:,} assignments; starting the Prefect flow",
+        file=sys.stderr,
+    )
+
+    _configure_prefect(args.verbose)
+    from flows.sweep import sweep
+
+    started = time.perf_counter()
+    outcome = sweep(
+        workflow_path=str(args.workflow),
+        system_path=str(args.system),
+        catalog_dir=None if args.catalog is None else str(args.catalog),
+        out_dir=None if args.out is None else str(args.out),
+        chunk_size=args.chunk_size,
+        max_patterns=args.max_patterns,
+        show_progress=True,
+    )
+    _print_summary(outcome, study, time.perf_counter() - started)
+    return EXIT_OK
+
+
+def _configure_prefect(verbose: bool) -> None:
+    if verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+        return
+    for key, value in _QUIET_PREFECT.items():
+        os.environ.setdefault(key, value)
+    # Prefect's temporary server logs shutdown noise through these loggers.
+    for name in ("prefect", "uvicorn", "docket", "prefect.server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
+    problem = study.problem
+    objectives = ", ".join(problem.objectives)
+    estimate_s = outcome.timings_s.get("evaluate_s", float("nan"))
+    print(
+        f"\n{problem.workflow_name} on {problem.system_name}: estimated "
+        f"{outcome.space_size:,} assignments in {estimate_s:.3f} s "
+        f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
+    )
+    print(f"Pareto front over {objectives}: {len(outcome.candidates)} candidate(s)")
+    header = f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
+    print(header)
+    for row in outcome.candidates:
+        monthly = row.get("monthly_cost_usd")
+        monthly_text = f"{monthly:12.2f}" if monthly is not None else f"{'-':>12}"
+        print(
+            f"  {row['label']:3} {row['latency_s']:12.6g} {row['cost_usd']:14.6g} "
+            f"{monthly_text} {row['comm_s']:10.4g}  {row['placement']}"
+        )
+    for baseline in outcome.baselines:
+        if baseline.get("on_front"):
+            relation = f"on the front as candidate {baseline['candidate']}"
+        elif baseline.get("dominated_by"):
+            relation = f"dominated by candidate {baseline['dominated_by']}"
+        else:
+            relation = "not on the front"
+        print(
+            f"  baseline {baseline['baseline']}: latency {baseline['latency_s']:.6g} s, "
+            f"cost {baseline['cost_usd']:.6g} USD, {relation}"
+        )
+    sampled = " (a uniform sample)" if outcome.patterns_sampled else ""
+    print(
+        f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet holds "
+        f"{outcome.patterns_written:,} rows{sampled}"
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from allocation.catalog import load_cpu_catalog
+    from allocation.compile import compile_problem, resolve_cpu
+    from allocation.loading import load_system, load_workflow, read_document
+    from allocation.study import default_catalog_dir
+
+    catalog_dir = args.catalog if args.catalog is not None else default_catalog_dir()
+    catalog = None
+    workflows = []
+    systems = []
+    failed = False
+    for path in args.files:
+        try:
+            document = read_document(path)
+            is_system = isinstance(document, dict) and "system" in document and "workflow" not in document
+            if catalog is None:
+                catalog = load_cpu_catalog(Path(catalog_dir) / "cpus.parquet")
+            if is_system:
+                system = load_system(path)
+                for d, device in enumerate(system.devices):
+                    resolve_cpu(device.cpu, catalog, file=path, field=f"devices[{d}].cpu")
+                systems.append((path, system))
+                print(f"ok: {path}: system {system.system!r}, {len(system.devices)} devices, "
+                      f"{len(system.links)} links")
+            else:
+                workflow = load_workflow(path)
+                resolve_cpu(workflow.measured_on, catalog, file=path, field="measured_on")
+                workflows.append((path, workflow))
+                print(f"ok: {path}: workflow {workflow.workflow!r}, {len(workflow.stages)} "
+                      f"stages, {len(workflow.edges)} edges")
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+
+    if not failed and catalog is not None:
+        for workflow_path, workflow in workflows:
+            for system_path, system in systems:
+                try:
+                    problem = compile_problem(
+                        workflow, system, catalog,
+                        workflow_file=workflow_path, system_file=system_path,
+                        catalog_dir=Path(catalog_dir),
+                    )
+                except InputError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    failed = True
+                    continue
+                print(f"ok: {workflow.workflow} on {system.system}: "
+                      f"{problem.space_size:,} assignments")
+    return EXIT_INVALID_INPUT if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Read workflow and system files (YAML or JSON) into validated models.
+
+Every problem with a file becomes an `InputError` that names the file, the field path
+(``stages[3].time_s``), the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from allocation.errors import InputError
+from allocation.model import (
+    Device,
+    Edge,
+    InlineCpu,
+    Link,
+    Pricing,
+    Stage,
+    System,
+    Workflow,
+)
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "check_pair",
+    "load_system",
+    "load_workflow",
+    "read_document",
+]
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+"""Largest workflow or system file read; real models are a few kilobytes."""
+
+_MAX_VALUES = 2_000_000
+"""Largest number of values a document may expand to (YAML aliases can multiply them)."""
+
+_UNION_TAGS = {"cpu-name", "cpu-inline"}
+
+_KNOWN_FIELDS = sorted(
+    {
+        name if info.alias is None else info.alias
+        for model in (Workflow, Stage, Edge, System, Device, Link, InlineCpu, Pricing)
+        for name, info in model.model_fields.items()
+    }
+)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_document(path: str | Path) -> Any:
+    """Parse a YAML or JSON file into plain Python values.
+
+    YAML is read with the safe loader, so no object is constructed from tags.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, is a directory, is too large, is not UTF-8 or does not
+        parse.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found; check the path", file=path)
+    if path.is_dir():
+        raise InputError("is a directory; expected a YAML or JSON file", file=path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(
+                f"file is {size} bytes, larger than the {MAX_FILE_BYTES} bytes accepted; "
+                "a workflow or system file is normally a few kilobytes",
+                file=path,
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", file=path) from exc
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not valid UTF-8 (byte {exc.start}); save the file as UTF-8", file=path
+        ) from exc
+    if not text.strip():
+        raise InputError("file is empty; expected a YAML or JSON document", file=path)
+
+    try:
+        if path.suffix.lower() == ".json":
+            document = json.loads(text, parse_constant=_reject_constant)
+        else:
+            document = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=path
+        ) from exc
+    except ValueError as exc:
+        raise InputError(f"is not valid JSON: {exc}", file=path) from exc
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1} column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"is not valid YAML: {problem}{where}", file=path) from exc
+
+    _check_size(document, path)
+    return document
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    """Read and validate a workflow file; see SPEC section 2 for the format."""
+    document = read_document(path)
+    workflow = _validate(Workflow, document, path, kind="workflow", key="workflow")
+    _check_workflow_graph(workflow, path)
+    return workflow
+
+
+def load_system(path: str | Path) -> System:
+    """Read and validate a system file; see SPEC section 2 for the format."""
+    document = read_document(path)
+    system = _validate(System, document, path, kind="system", key="system")
+    _check_system(system, path)
+    return system
+
+
+def check_pair(workflow: Workflow, system: System, *, workflow_file: str | Path) -> None:
+    """Check the references from a workflow to the devices of a system.
+
+    Raises
+    ------
+    InputError
+        For a pin or an allowed device that the system does not have, or a stage that
+        no device may run.
+    """
+    device_ids = [device.id for device in system.devices]
+    known = set(device_ids)
+    for i, stage in enumerate(workflow.stages):
+        if stage.pin is not None and stage.pin not in known:
+            raise InputError(
+                f"pins the stage to device {stage.pin!r}, which the system "
+                f"{system.system!r} does not have; known devices: {', '.join(device_ids)}"
+                + _did_you_mean(stage.pin, device_ids),
+                file=workflow_file,
+                field=f"stages[{i}].pin",
+            )
+        for j, device_id in enumerate(stage.allowed or []):
+            if device_id not in known:
+                raise InputError(
+                    f"allows device {device_id!r}, which the system {system.system!r} "
+                    f"does not have; known devices: {', '.join(device_ids)}"
+                    + _did_you_mean(device_id, device_ids),
+                    file=workflow_file,
+                    field=f"stages[{i}].allowed[{j}]",
+                )
+
+
+def _validate(
+    model: type[ModelT], document: Any, path: str | Path, *, kind: str, key: str
+) -> ModelT:
+    if not isinstance(document, Mapping):
+        raise InputError(
+            f"expected a mapping with a top-level {key!r} key (a {kind} file), "
+            f"found {type(document).__name__}",
+            file=path,
+        )
+    if key not in document:
+        other = "system" if key == "workflow" else "workflow"
+        hint = (
+            f"; this looks like a {other} file, check the order of the arguments"
+            if other in document
+            else ""
+        )
+        raise InputError(f"missing the top-level {key!r} key of a {kind} file{hint}", file=path)
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise _input_error_from(exc, path) from None
+
+
+def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
+    """Turn the first pydantic error into an InputError with a readable field path."""
+    error = exc.errors(include_url=False)[0]
+    loc = [part for part in error["loc"] if part not in _UNION_TAGS]
+    kind = error["type"]
+    field = _field_path(loc)
+
+    if kind == "missing":
+        parent = _field_path(loc[:-1])
+        return InputError(
+            f"missing required field {loc[-1]!r}", file=path, field=parent or None
+        )
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        return InputError(
+            f"unknown field {name!r}" + _did_you_mean(name, _KNOWN_FIELDS)
+            + "; remove it or correct its name",
+            file=path,
+            field=_field_path(loc[:-1]) or None,
+        )
+
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind in {"finite_number"}:
+        message = "expected a finite number (not NaN or infinity)"
+    return InputError(
+        _expected(message), file=path, field=field or None, value=error.get("input"),
+        has_value=True,
+    )
+
+
+def _expected(message: str) -> str:
+    lowered = message[0].lower() + message[1:]
+    if lowered.startswith("input should be "):
+        return "expected a value that is " + lowered[len("input should be ") :]
+    return lowered
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def _check_size(document: Any, path: str | Path) -> None:
+    # Counts values as a walk would visit them, so aliases that repeat a subtree are
+    # counted every time they appear (the expansion a validator would have to do).
+    budget = _MAX_VALUES
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise InputError(
+                f"expands to more than {_MAX_VALUES} values (through YAML anchors and "
+                "aliases, or sheer size); a workflow or system has far fewer",
+                file=path,
+            )
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows; write a finite number")
+
+
+def _check_workflow_graph(workflow: Workflow, path: str | Path) -> None:
+    index: dict[str, int] = {}
+    for i, stage in enumerate(workflow.stages):
+        if stage.id in index:
+            raise InputError(
+                f"duplicate stage id {stage.id!r} (also stages[{index[stage.id]}]); "
+                "give every stage a unique id",
+                file=path,
+                field=f"stages[{i}].id",
+            )
+        index[stage.id] = i
+
+    seen: dict[tuple[str, str], int] = {}
+    for i, edge in enumerate(workflow.edges):
+        for end, stage_id in (("from", edge.source), ("to", edge.target)):
+            if stage_id not in index:
+                raise InputError(
+                    f"refers to stage {stage_id!r}, which is not defined"
+                    + _did_you_mean(stage_id, index),
+                    file=path,
+                    field=f"edges[{i}].{end}",
+                )
+        if edge.source == edge.target:
+            raise InputError(
+                f"is a self-loop on stage {edge.source!r}; an edge joins two stages",
+                file=path,
+                field=f"edges[{i}]",
+            )
+        pair = (edge.source, edge.target)
+        if pair in seen:
+            raise InputError(
+                f"repeats the edge {edge.source} -> {edge.target} (also edges[{seen[pair]}]); "
+                "keep one edge per ordered pair and add the bytes",
+                file=path,
+                field=f"edges[{i}]",
+            )
+        seen[pair] = i
+
+    cycle = _find_cycle(
+        [s.id for s in workflow.stages], [(e.source, e.target) for e in workflow.edges]
+    )
+    if cycle:
+        raise InputError(
+            "the edges form a cycle: " + " -> ".join(cycle)
+            + "; a workflow must be a directed acyclic graph",
+            file=path,
+            field="edges",
+        )
+
+
+def _find_cycle(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """Return one cycle as a closed list of node ids, or an empty list."""
+    successors: dict[str, list[str]] = {node: [] for node in nodes}
+    for source, target in edges:
+        successors[source].append(target)
+    state = dict.fromkeys(nodes, 0)  # 0 new, 1 on the stack, 2 done
+    for root in nodes:
+        if state[root]:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, i = stack[-1]
+            if i < len(successors[node]):
+                stack[-1] = (node, i + 1)
+                child = successors[node][i]
+                if state[child] == 1:
+                    return path[path.index(child) :] + [child]
+                if state[child] == 0:
+                    state[child] = 1
+                    stack.append((child, 0))
+                    path.append(child)
+            else:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+    return []
+
+
+def _check_system(system: System, path: str | Path) -> None:
+    index: dict[str, int] = {}
+    for i, device in enumerate(system.devices):
+        if device.id in index:
+            raise InputError(
+                f"duplicate device id {device.id!r} (also devices[{index[device.id]}]); "
+                "give every device a unique id",
+                file=path,
+                field=f"devices[{i}].id",
+            )
+        index[device.id] = i
+
+    seen: dict[frozenset[str], int] = {}
+    for i, link in enumerate(system.links):
+        for j, device_id in enumerate(link.between):
+            if device_id not in index:
+                raise InputError(
+                    f"refers to device {device_id!r}, which is not defined"
+                    + _did_you_mean(device_id, index),
+                    file=path,
+                    field=f"links[{i}].between[{j}]",
+                )
+        pair = frozenset(link.between)
+        if pair in seen:
+            raise InputError(
+                f"repeats the link between {link.between[0]} and {link.between[1]} "
+                f"(also links[{seen[pair]}]); links are undirected, keep one",
+                file=path,
+                field=f"links[{i}]",
+            )
+        seen[pair] = i
+

@@ -1,0 +1,215 @@
+"""Typed input models: the workflow and the system files of SPEC section 2.
+
+Every number is checked where it is read: finite, in range and of the right type. Checks
+that involve both files (a pin to a device of the system, for example) and the CPU
+catalog happen in `allocation.loading` and `allocation.compile`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ID_PATTERN",
+    "OBJECTIVES",
+    "SCORE_FIGURES",
+    "Device",
+    "Edge",
+    "InlineCpu",
+    "Link",
+    "Pricing",
+    "Stage",
+    "System",
+    "Workflow",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+"""Ids and names that end up in file names, column names and chart fields."""
+
+SCORE_FIGURES = ("single_thread", "cpu_mark", "integer_math", "floating_point_math")
+"""PassMark figures a stage time can be scaled by."""
+
+OBJECTIVES = (
+    "latency_s",
+    "cost_usd",
+    "comm_s",
+    "upload_bytes",
+    "download_bytes",
+    "monthly_cost_usd",
+)
+"""Metrics a front can be computed over; every one is minimised."""
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+ScoreFigure = Literal["single_thread", "cpu_mark", "integer_math", "floating_point_math"]
+Objective = Literal[
+    "latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes", "monthly_cost_usd"
+]
+FreeText = Annotated[str, Field(max_length=10_000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, frozen=True, populate_by_name=True
+    )
+
+
+class InlineCpu(_Strict):
+    """A CPU described in the input file instead of the catalog."""
+
+    name: FreeText
+    cores: int = Field(ge=1, le=100_000)
+    threads: int | None = Field(default=None, ge=1, le=1_000_000)
+    single_thread: float | None = Field(default=None, gt=0)
+    cpu_mark: float | None = Field(default=None, gt=0)
+    integer_math: float | None = Field(default=None, gt=0)
+    floating_point_math: float | None = Field(default=None, gt=0)
+
+
+def _cpu_kind(value: Any) -> str:
+    return "cpu-inline" if isinstance(value, dict) else "cpu-name"
+
+
+CpuRef = Annotated[
+    Annotated[FreeText, Tag("cpu-name")] | Annotated[InlineCpu, Tag("cpu-inline")],
+    Discriminator(_cpu_kind),
+]
+"""A catalog CPU name, or an inline CPU."""
+
+
+class Stage(_Strict):
+    """One processing stage, timed on the reference PC (`measured_on`)."""
+
+    id: Id
+    name: FreeText | None = None
+    time_s: float = Field(ge=0)
+    threads: int = Field(default=1, ge=1, le=100_000)
+    score: ScoreFigure = "single_thread"
+    pin: Id | None = None
+    allowed: list[Id] | None = Field(default=None, min_length=1)
+
+    @field_validator("allowed")
+    @classmethod
+    def _allowed_unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("lists a device more than once; list each device once")
+        return value
+
+    @model_validator(mode="after")
+    def _pin_in_allowed(self) -> Stage:
+        if self.pin is not None and self.allowed is not None and self.pin not in self.allowed:
+            raise ValueError(
+                f"pin {self.pin!r} is not in allowed {self.allowed!r}; "
+                "add the pinned device to allowed or drop one of the two"
+            )
+        return self
+
+
+class Edge(_Strict):
+    """Data handed from one stage to another, in bytes."""
+
+    source: Id = Field(alias="from")
+    target: Id = Field(alias="to")
+    bytes: int = Field(ge=0, le=2**53)
+
+    @field_validator("bytes", mode="before")
+    @classmethod
+    def _whole_bytes(cls, value: Any) -> Any:
+        # YAML and JSON write large sizes as floats (6.2e+6); accept whole numbers.
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+            return int(value)
+        return value
+
+
+class Workflow(_Strict):
+    """The workflow model: stages and the data passed between them."""
+
+    workflow: Id
+    description: FreeText | None = None
+    measured_on: CpuRef
+    stages: list[Stage] = Field(min_length=1, max_length=10_000)
+    edges: list[Edge] = Field(default_factory=list, max_length=1_000_000)
+
+
+class Pricing(BaseModel):
+    """The pricing of a device: a provider name and the provider's own options."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
+
+    provider: Annotated[str, Field(min_length=1, max_length=128)]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Options other than `provider`, passed to the provider as they were written."""
+        return dict(self.model_extra or {})
+
+
+class Device(_Strict):
+    """A device stages can run on; priced when it has `pricing`."""
+
+    id: Id
+    cpu: CpuRef
+    cores: int | None = Field(default=None, ge=1, le=100_000)
+    pricing: Pricing | None = None
+
+
+class Link(_Strict):
+    """An undirected network link between two devices."""
+
+    between: tuple[Id, Id]
+    bandwidth_mbps: float = Field(gt=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+
+    @field_validator("between", mode="before")
+    @classmethod
+    def _list_as_pair(cls, value: Any) -> Any:
+        # YAML gives a list; a strict tuple field would reject it.
+        if isinstance(value, list):
+            if len(value) != 2:
+                raise ValueError("must name exactly two devices, e.g. [edge, cloud]")
+            return tuple(value)
+        return value
+
+    @field_validator("between")
+    @classmethod
+    def _two_devices(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if value[0] == value[1]:
+            raise ValueError("names the same device twice; a link joins two devices")
+        return value
+
+
+class System(_Strict):
+    """Devices, links, pricing and the objectives of a sweep."""
+
+    system: Id
+    description: FreeText | None = None
+    runs_per_month: int | None = Field(default=None, ge=0, le=10**15)
+    devices: list[Device] = Field(min_length=1, max_length=255)
+    links: list[Link] = Field(default_factory=list)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: ["latency_s", "cost_usd"], min_length=1
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists an objective more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _monthly_needs_runs(self) -> System:
+        if "monthly_cost_usd" in self.objectives and self.runs_per_month is None:
+            raise ValueError(
+                "objective monthly_cost_usd needs runs_per_month; set runs_per_month"
+            )
+        return self

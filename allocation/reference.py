@@ -1,0 +1,224 @@
+"""Slow, obviously correct reference of enumeration, estimation and the Pareto front.
+
+Everything here follows the formulas of SPEC section 3 one assignment at a time in
+plain Python, reading the workflow and system models directly. Only the CPUs and the
+pricing providers are taken from the compiled problem, since they are the inputs the
+formulas start from. Tests compare the fast engine with these functions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from allocation.compile import CompiledProblem
+from allocation.model import System, Workflow
+from allocation.pricing import Usage
+
+__all__ = [
+    "reference_assignments",
+    "reference_evaluate",
+    "reference_front",
+    "reference_sweep",
+]
+
+TOLERANCE = 1e-9
+
+
+def reference_assignments(workflow: Workflow, system: System) -> Iterator[dict[str, str]]:
+    """Yield every allowed assignment {stage id: device id} in enumeration order."""
+    device_order = [d.id for d in system.devices]
+    choices = []
+    for stage in workflow.stages:
+        if stage.pin is not None:
+            choices.append([stage.pin])
+        elif stage.allowed is not None:
+            choices.append([d for d in device_order if d in stage.allowed])
+        else:
+            choices.append(device_order)
+    ids = [stage.id for stage in workflow.stages]
+    for combination in itertools.product(*choices):
+        yield dict(zip(ids, combination, strict=True))
+
+
+def _per_core(cpu: Any, figure: str) -> float:
+    value = cpu.figures[figure]
+    return value if figure == "single_thread" else value / cpu.cores
+
+
+def reference_evaluate(
+    workflow: Workflow, system: System, problem: CompiledProblem, placement: dict[str, str]
+) -> dict[str, float]:
+    """Estimate one assignment with plain Python arithmetic."""
+    reference = problem.cpus["measured_on"]
+    devices = {d.id: d for d in system.devices}
+
+    stage_time = {}
+    for stage in workflow.stages:
+        device = devices[placement[stage.id]]
+        cpu = problem.cpus[device.id]
+        cores = device.cores if device.cores is not None else cpu.cores
+        stage_time[stage.id] = (
+            stage.time_s
+            * (_per_core(reference, stage.score) * min(stage.threads, reference.cores))
+            / (_per_core(cpu, stage.score) * min(stage.threads, cores))
+        )
+
+    links = {}
+    for link in system.links:
+        a, b = link.between
+        links[(a, b)] = links[(b, a)] = link
+
+    transfer = {}
+    for edge in workflow.edges:
+        a, b = placement[edge.source], placement[edge.target]
+        if a == b:
+            transfer[(edge.source, edge.target)] = 0.0
+        else:
+            link = links[(a, b)]
+            transfer[(edge.source, edge.target)] = (
+                link.latency_ms / 1000 + edge.bytes * 8 / (link.bandwidth_mbps * 10**6)
+            )
+
+    # Longest path by memoised recursion over predecessors.
+    predecessors: dict[str, list[str]] = {stage.id: [] for stage in workflow.stages}
+    for edge in workflow.edges:
+        predecessors[edge.target].append(edge.source)
+    finish: dict[str, float] = {}
+
+    def finish_time(stage_id: str) -> float:
+        if stage_id not in finish:
+            start = max(
+                (finish_time(p) + transfer[(p, stage_id)] for p in predecessors[stage_id]),
+                default=0.0,
+            )
+            finish[stage_id] = start + stage_time[stage_id]
+        return finish[stage_id]
+
+    latency_s = max(finish_time(stage.id) for stage in workflow.stages)
+    comm_s = sum(transfer.values())
+
+    upload = download = 0
+    cost = 0.0
+    monthly = 0.0
+    for priced in problem.priced:
+        usage = _reference_usage(workflow, placement, stage_time, priced.device_id)
+        upload += usage["bytes_in"]
+        download += usage["bytes_out"]
+        as_arrays = Usage(
+            compute_s=np.array([usage["compute_s"]]),
+            invocations=np.array([usage["invocations"]], dtype=np.int64),
+            invocation_s=np.array([usage["invocation_s"]]),
+            bytes_in=np.array([usage["bytes_in"]], dtype=np.int64),
+            bytes_out=np.array([usage["bytes_out"]], dtype=np.int64),
+        )
+        lines = priced.provider.cost_lines_usd(as_arrays)
+        cost += sum(float(values[0]) for values in lines.values())
+        if system.runs_per_month is not None:
+            monthly += float(priced.provider.monthly_cost_usd(as_arrays, system.runs_per_month)[0])
+
+    return {
+        "latency_s": latency_s,
+        "cost_usd": cost,
+        "comm_s": comm_s,
+        "upload_bytes": upload,
+        "download_bytes": download,
+        "monthly_cost_usd": monthly if system.runs_per_month is not None else float("nan"),
+    }
+
+
+def _reference_usage(
+    workflow: Workflow, placement: dict[str, str], stage_time: dict[str, float], device_id: str
+) -> dict[str, Any]:
+    ids = [stage.id for stage in workflow.stages]
+    on = [stage_id for stage_id in ids if placement[stage_id] == device_id]
+    neighbours: dict[str, set[str]] = {stage_id: set() for stage_id in on}
+    bytes_in = bytes_out = 0
+    for edge in workflow.edges:
+        source_on = placement[edge.source] == device_id
+        target_on = placement[edge.target] == device_id
+        if source_on and target_on:
+            neighbours[edge.source].add(edge.target)
+            neighbours[edge.target].add(edge.source)
+        elif target_on:
+            bytes_in += edge.bytes
+        elif source_on:
+            bytes_out += edge.bytes
+
+    # Connected groups by depth-first search, each keyed by its first stage in file order.
+    invocation_s = [0.0] * len(ids)
+    seen: set[str] = set()
+    invocations = 0
+    for stage_id in on:
+        if stage_id in seen:
+            continue
+        invocations += 1
+        group = []
+        stack = [stage_id]
+        seen.add(stage_id)
+        while stack:
+            current = stack.pop()
+            group.append(current)
+            for other in neighbours[current]:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        first = min(ids.index(member) for member in group)
+        invocation_s[first] = sum(stage_time[member] for member in group)
+
+    return {
+        "compute_s": sum(stage_time[stage_id] for stage_id in on),
+        "invocations": invocations,
+        "invocation_s": invocation_s,
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+    }
+
+
+def _equal(x: float, y: float) -> bool:
+    return abs(x - y) <= TOLERANCE * max(abs(x), abs(y))
+
+
+def _dominates(p: Sequence[float], q: Sequence[float]) -> bool:
+    at_least = all(a < b or _equal(a, b) for a, b in zip(p, q, strict=True))
+    better = any(a < b and not _equal(a, b) for a, b in zip(p, q, strict=True))
+    return at_least and better
+
+
+def reference_front(points: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    """Return the front of `points` (given in enumeration order) as (row, count) pairs.
+
+    A row is kept when no other row dominates it; rows equal in every objective form one
+    front point, represented by the first of them and counted together. Rows are
+    returned in enumeration order.
+    """
+    nondominated = [
+        i for i, q in enumerate(points) if not any(_dominates(p, q) for p in points)
+    ]
+    representatives: list[int] = []
+    counts: dict[int, int] = {}
+    for i in nondominated:
+        for r in representatives:
+            if all(_equal(a, b) for a, b in zip(points[i], points[r], strict=True)):
+                counts[r] += 1
+                break
+        else:
+            representatives.append(i)
+            counts[i] = 1
+    return [(r, counts[r]) for r in representatives]
+
+
+def reference_sweep(
+    workflow: Workflow, system: System, problem: CompiledProblem
+) -> tuple[list[dict[str, str]], list[dict[str, float]], list[tuple[int, int]]]:
+    """Enumerate and estimate every assignment and find the front, one at a time.
+
+    Returns the assignments, their metrics and the front as (row, count) pairs.
+    """
+    assignments = list(reference_assignments(workflow, system))
+    metrics = [reference_evaluate(workflow, system, problem, a) for a in assignments]
+    points = [[m[name] for name in system.objectives] for m in metrics]
+    return assignments, metrics, reference_front(points)

@@ -1,0 +1,533 @@
+"""The markdown report of a sweep and the rows of its Prefect artifacts.
+
+`render_report_md` writes report.md: the summary, the candidates, the baselines, the
+stages, the assumptions (links, CPUs, pricing), the inputs and the timings.
+`render_summary_markdown` and `candidates_artifact_rows` feed the Prefect markdown and
+table artifacts.
+
+Every string that comes from an input file (ids, free text, CPU names, sources, paths)
+passes through `escape_markdown`, so it renders as text in prose and table cells.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from allocation.model import SCORE_FIGURES
+from allocation.results import SweepSummary
+
+__all__ = [
+    "candidates_artifact_rows",
+    "escape_markdown",
+    "format_significant",
+    "render_report_md",
+    "render_summary_markdown",
+]
+
+_METRICS = {
+    # column: (table heading, unit, phrase for the baseline comparison)
+    "latency_s": ("Latency", "s", "latency"),
+    "cost_usd": ("Cost per run", "USD", "cost per run"),
+    "monthly_cost_usd": ("Monthly cost", "USD", "monthly cost"),
+    "comm_s": ("Communication", "s", "communication time"),
+    "upload_bytes": ("Upload", "B", "upload"),
+    "download_bytes": ("Download", "B", "download"),
+}
+
+_MARKDOWN_ESCAPES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    "|": "&#124;",
+    "`": "&#96;",
+    "\\": "\\\\",
+    "*": "\\*",
+    "_": "\\_",
+    "[": "\\[",
+    "]": "\\]",
+    "~": "\\~",
+    "$": "\\$",
+}
+
+_MIN_DIGITS = 3
+_MAX_DIGITS = 12
+
+_PNG_DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]*={0,2}")
+
+_MISSING = "–"
+
+
+def escape_markdown(text: object) -> str:
+    r"""Escape text so that markdown and HTML renderers show it as plain text.
+
+    ``&``, ``<``, ``>``, ``|`` and backticks become HTML character references; ``\``,
+    ``*``, ``_``, ``[``, ``]``, ``~`` and ``$`` get a backslash; line breaks of every
+    kind become spaces. The result is safe in prose and in table cells, but not as the
+    first characters of a line, where ``#``, ``-`` or ``1.`` would still start a block.
+
+    Examples
+    --------
+    >>> escape_markdown("<img src=x> | a_b")
+    '&lt;img src=x&gt; &#124; a\\_b'
+    """
+    one_line = " ".join(str(text).splitlines())
+    return "".join(_MARKDOWN_ESCAPES.get(character, character) for character in one_line)
+
+
+def format_significant(value: float, digits: int, *, trailing_zeros: bool = False) -> str:
+    """Format a number with `digits` significant digits, and every digit before the point.
+
+    Digits before the point are grouped by thousands. Magnitudes below 1e-6 or from
+    1e15 up use scientific notation. Trailing zeros after the point are dropped ("1.5")
+    unless `trailing_zeros` is true ("1.50" with 3 digits), which aligns table columns.
+    """
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude < 1e-6 or magnitude >= 1e15:
+        flag = "#" if trailing_zeros else ""
+        return f"{value:{flag}.{digits}g}"
+    integer_digits = math.floor(math.log10(magnitude)) + 1
+    text = np.format_float_positional(
+        value,
+        precision=max(digits, integer_digits),
+        unique=False,
+        fractional=False,
+        trim="k" if trailing_zeros else "-",
+    )
+    integer, _, fraction = text.partition(".")
+    sign = "-" if integer.startswith("-") else ""
+    grouped = f"{int(integer.lstrip('-')):,}"
+    return sign + grouped + (f".{fraction}" if fraction else "")
+
+
+def _distinguishing_digits(values: Iterable[float]) -> int:
+    """Return the fewest significant digits (3 to 12) that keep distinct values apart.
+
+    Values equal to 12 significant digits count as one value.
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    distinct = {float(f"{v:.{_MAX_DIGITS}g}") for v in finite}
+    for digits in range(_MIN_DIGITS, _MAX_DIGITS):
+        if len({format_significant(v, digits) for v in distinct}) == len(distinct):
+            return digits
+    return _MAX_DIGITS
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _format_metric(name: str, value: Any, digits: int) -> str:
+    number = _float_or_none(value)
+    if number is None:
+        return _MISSING
+    unit = _METRICS[name][1]
+    if name.endswith("_bytes"):
+        return f"{int(number):,} {unit}"
+    return f"{format_significant(number, digits, trailing_zeros=True)} {unit}"
+
+
+def _metric_names(summary: SweepSummary) -> list[str]:
+    """Metrics shown in the tables: monthly cost only when runs_per_month is set."""
+    names = list(_METRICS)
+    if summary.problem.runs_per_month is None:
+        names.remove("monthly_cost_usd")
+    return names
+
+
+def _metric_digits(summary: SweepSummary) -> dict[str, int]:
+    """Digits per metric that tell every candidate and baseline apart."""
+    digits = {}
+    for name in _metric_names(summary):
+        values = [_float_or_none(v) for v in summary.candidates[name]]
+        if name in summary.baselines.columns:
+            values += [_float_or_none(v) for v in summary.baselines[name]]
+        digits[name] = _distinguishing_digits(v for v in values if v is not None)
+    return digits
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[bool]) -> str:
+    """Build a markdown table from cells that are already escaped."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" if r else "---" for r in right) + " |",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _join_words(words: Sequence[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+# --- Sections -----------------------------------------------------------------------
+
+
+def _summary_paragraph(summary: SweepSummary) -> str:
+    workflow, system = summary.workflow, summary.system
+    sentences = []
+
+    subject = f"Workflow {escape_markdown(workflow.workflow)}"
+    if workflow.description:
+        subject += f" ({escape_markdown(workflow.description)})"
+    subject += f" on system {escape_markdown(system.system)}"
+    if system.description:
+        subject += f" ({escape_markdown(system.description)})"
+    sentences.append(subject + ".")
+
+    sentences.append(
+        f"The space holds {_count(summary.space_size, 'assignment')} of "
+        f"{_count(len(summary.problem.stage_ids), 'stage')} to "
+        f"{_count(len(summary.problem.device_ids), 'device')}, and every one was evaluated."
+    )
+
+    n_front = len(summary.candidates)
+    objectives = _join_words([escape_markdown(o) for o in summary.problem.objectives])
+    front = f"{_count(n_front, 'candidate')} form the Pareto front over {objectives}"
+    if n_front == 1:
+        front = f"1 candidate forms the Pareto front over {objectives}"
+    equivalent = int(pd.to_numeric(summary.candidates["equivalent_count"]).sum())
+    if equivalent > n_front:
+        front += f" ({_count(equivalent, 'assignment')} counting equivalent ones)"
+    sentences.append(front + ".")
+
+    timings = summary.timings_s
+    if "total_s" in timings:
+        sentences.append(f"The sweep took {format_significant(timings['total_s'], 3)} s.")
+    elif "evaluate_s" in timings:
+        sentences.append(f"The evaluation took {format_significant(timings['evaluate_s'], 3)} s.")
+    return " ".join(sentences)
+
+
+def _candidates_table(summary: SweepSummary) -> str:
+    names = _metric_names(summary)
+    digits = _metric_digits(summary)
+    header = ["Label", "Placement"]
+    header += [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names]
+    header.append("Equivalent assignments")
+    rows = []
+    for _, row in summary.candidates.iterrows():
+        cells = [escape_markdown(row["label"]), escape_markdown(row["placement"])]
+        cells += [_format_metric(n, row[n], digits[n]) for n in names]
+        cells.append(f"{int(row['equivalent_count']):,}")
+        rows.append(cells)
+    return _table(header, rows, [False, False] + [True] * len(names) + [True])
+
+
+def _comparison(summary: SweepSummary, baseline: pd.Series, winner: pd.Series) -> str:
+    """Describe how much better `winner` is than `baseline` on every objective."""
+    digits = _metric_digits(summary)
+    parts = []
+    for name in summary.problem.objectives:
+        theirs = _float_or_none(winner[name])
+        ours = _float_or_none(baseline[name])
+        text = (
+            f"{_METRICS[name][2]} {_format_metric(name, theirs, digits[name])} instead of "
+            f"{_format_metric(name, ours, digits[name])}"
+        )
+        if theirs is not None and ours:
+            text += f" ({(theirs - ours) / ours * 100:+.3g} %)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _baselines_section(summary: SweepSummary) -> str:
+    baselines = summary.baselines
+    if len(baselines) == 0 or "on_front" not in baselines.columns:
+        return (
+            "No device can run every stage that is free to move, so there is no "
+            "all-on-one-device baseline."
+        )
+    names = _metric_names(summary)
+    digits = _metric_digits(summary)
+    by_label = {str(row["label"]): row for _, row in summary.candidates.iterrows()}
+    header = ["Baseline"] + [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names] + ["Front"]
+    rows = []
+    notes = []
+    for _, row in baselines.iterrows():
+        name = escape_markdown(row["baseline"])
+        if bool(row["on_front"]):
+            status = f"on the front as candidate {escape_markdown(row['candidate'])}"
+        elif not pd.isna(row["dominated_by"]):
+            label = str(row["dominated_by"])
+            status = f"dominated by candidate {escape_markdown(label)}"
+            notes.append(
+                f"- {name} is dominated by candidate {escape_markdown(label)}: "
+                f"{_comparison(summary, row, by_label[label])}."
+            )
+        else:
+            status = "not on the front"
+        cells = [name] + [_format_metric(n, row[n], digits[n]) for n in names] + [status]
+        rows.append(cells)
+    text = (
+        "Each baseline puts every stage on one device, except stages pinned elsewhere.\n\n"
+        + _table(header, rows, [False] + [True] * len(names) + [False])
+    )
+    if notes:
+        text += "\n\n" + "\n".join(notes)
+    return text
+
+
+def _stages_table(summary: SweepSummary) -> str:
+    header = ["#", "Stage", "Name", "Time on reference (s)", "Threads", "Scaled by", "Devices"]
+    rows = []
+    for number, stage in enumerate(summary.workflow.stages, start=1):
+        if stage.pin is not None:
+            devices = f"{escape_markdown(stage.pin)} (pinned)"
+        elif stage.allowed is not None:
+            devices = ", ".join(escape_markdown(d) for d in stage.allowed)
+        else:
+            devices = "any"
+        rows.append(
+            [
+                str(number),
+                escape_markdown(stage.id),
+                escape_markdown(stage.name) if stage.name else _MISSING,
+                format_significant(stage.time_s, 6),
+                str(stage.threads),
+                escape_markdown(stage.score),
+                devices,
+            ]
+        )
+    return _table(header, rows, [True, False, False, True, True, False, False])
+
+
+def _links_table(summary: SweepSummary) -> str:
+    if not summary.system.links:
+        return "The system has no links, so every assignment keeps all stages on one device."
+    rows = [
+        [
+            f"{escape_markdown(link.between[0])} – {escape_markdown(link.between[1])}",
+            f"{format_significant(link.bandwidth_mbps, 6)} Mbit/s",
+            f"{format_significant(link.latency_ms, 6)} ms",
+        ]
+        for link in summary.system.links
+    ]
+    return _table(["Link", "Bandwidth", "Latency"], rows, [False, True, True])
+
+
+def _cpus_table(summary: SweepSummary) -> str:
+    cores_used = {d.id: d.cores for d in summary.system.devices}
+    header = ["Role", "CPU", "Cores", "Cores used", *SCORE_FIGURES, "Source", "As of"]
+    rows = []
+    for key, cpu in summary.problem.cpus.items():
+        if key == "measured_on":
+            role = "reference PC (measured_on)"
+            used = _MISSING
+        else:
+            role = f"device {escape_markdown(key)}"
+            used = str(cores_used.get(key) or cpu.cores)
+        figures = [
+            format_significant(value, 6) if value is not None else _MISSING
+            for value in (cpu.figure(name) for name in SCORE_FIGURES)
+        ]
+        rows.append(
+            [
+                role,
+                escape_markdown(cpu.name),
+                str(cpu.cores),
+                used,
+                *figures,
+                escape_markdown(cpu.source),
+                cpu.as_of.isoformat() if cpu.as_of else _MISSING,
+            ]
+        )
+    right = [False, False, True, True] + [True] * len(SCORE_FIGURES) + [False, False]
+    return _table(header, rows, right)
+
+
+def _pricing_list(summary: SweepSummary) -> str:
+    lines = []
+    for priced in summary.problem.priced:
+        options = priced.provider.describe()
+        settings = [
+            f"{escape_markdown(key)} = {escape_markdown(json.dumps(value, default=str))}"
+            for key, value in options.items()
+            if key != "provider"
+        ]
+        line = (
+            f"- Device {escape_markdown(priced.device_id)}: provider "
+            f"{escape_markdown(priced.provider_name)}"
+        )
+        if settings:
+            line += "; " + ", ".join(settings)
+        lines.append(line)
+    if not lines:
+        lines.append("- No device is priced, so every cost is 0.")
+    runs = summary.system.runs_per_month
+    if runs is None:
+        lines.append("- runs\\_per\\_month is not set, so no monthly cost is computed.")
+    else:
+        lines.append(
+            f"- Monthly costs are for {runs:,} runs per month, with the providers' "
+            "tiers, free tiers and rounding."
+        )
+    return "\n".join(lines)
+
+
+def _inputs_list(summary: SweepSummary) -> str:
+    lines = []
+    for name, value in summary.inputs.items():
+        if isinstance(value, dict):
+            details = ", ".join(
+                f"{escape_markdown(key)}: {escape_markdown(item)}" for key, item in value.items()
+            )
+        else:
+            details = escape_markdown(value)
+        lines.append(f"- {escape_markdown(name)}: {details}")
+    return "\n".join(lines)
+
+
+def _patterns_note(summary: SweepSummary) -> str:
+    n_rows = len(summary.patterns)
+    if summary.patterns_sampled:
+        return (
+            f"patterns.parquet holds a uniform sample of {n_rows:,} of the "
+            f"{summary.space_size:,} assignments. The front and the baselines were "
+            "computed over every assignment."
+        )
+    return f"patterns.parquet holds all {_count(n_rows, 'assignment')}."
+
+
+def _timings_table(summary: SweepSummary) -> str:
+    rows = [
+        [
+            escape_markdown(phase.removesuffix("_s").replace("_", " ")),
+            format_significant(seconds, 3),
+        ]
+        for phase, seconds in summary.timings_s.items()
+    ]
+    return _table(["Phase", "Time (s)"], rows, [False, True])
+
+
+_ESTIMATION_NOTES = (
+    "- Stage times are scaled from the reference PC by the ratio of the CPUs' per-core "
+    "benchmark figures, times the cores the stage can use on each.\n"
+    "- A transfer between devices takes the link latency plus bytes × 8 / bandwidth; "
+    "latency is the longest path through the workflow graph.\n"
+    "- Cost per run is charged at the first-tier rates, without free tiers."
+)
+
+
+# --- Public renderers ---------------------------------------------------------------
+
+
+def render_report_md(summary: SweepSummary) -> str:
+    """Render the full markdown report of a sweep (report.md).
+
+    Parameters
+    ----------
+    summary : SweepSummary
+        The finished sweep.
+
+    Returns
+    -------
+    str
+        Markdown with a title and the sections Candidates, Baselines, Stages,
+        Assumptions, Inputs (when known), Patterns and Timings (when measured).
+    """
+    title = (
+        f"# Allocation of {escape_markdown(summary.problem.workflow_name)} on "
+        f"{escape_markdown(summary.problem.system_name)}"
+    )
+    sections = [
+        title,
+        _summary_paragraph(summary),
+        "## Candidates",
+        "The candidates are ordered by latency. Stage numbers refer to the table of stages below.",
+        _candidates_table(summary),
+        "## Baselines",
+        _baselines_section(summary),
+        "## Stages",
+        _stages_table(summary),
+        "## Assumptions",
+        _ESTIMATION_NOTES,
+        "### Links",
+        _links_table(summary),
+        "### CPUs",
+        _cpus_table(summary),
+        "### Pricing",
+        _pricing_list(summary),
+    ]
+    if summary.inputs:
+        sections += ["## Inputs", _inputs_list(summary)]
+    sections += ["## Patterns", _patterns_note(summary)]
+    if summary.timings_s:
+        sections += ["## Timings", _timings_table(summary)]
+    return "\n\n".join(sections) + "\n"
+
+
+def render_summary_markdown(summary: SweepSummary, *, png_data_uri: str | None) -> str:
+    """Render a short markdown summary for a Prefect markdown artifact.
+
+    Parameters
+    ----------
+    summary : SweepSummary
+        The finished sweep.
+    png_data_uri : str or None
+        The chart as ``data:image/png;base64,...``, shown as an image; None for no image.
+
+    Raises
+    ------
+    ValueError
+        When `png_data_uri` is not a base64 PNG data URI.
+    """
+    sections = [
+        f"## Trade-off of {escape_markdown(summary.problem.workflow_name)} on "
+        f"{escape_markdown(summary.problem.system_name)}",
+        _summary_paragraph(summary),
+        _candidates_table(summary),
+    ]
+    if png_data_uri is not None:
+        if not _PNG_DATA_URI.fullmatch(png_data_uri):
+            raise ValueError(
+                "png_data_uri must be 'data:image/png;base64,' followed by base64 text, "
+                f"got {png_data_uri[:40]!r}"
+            )
+        sections.append(f"![trade-off chart]({png_data_uri})")
+    return "\n\n".join(sections) + "\n"
+
+
+def _json_native(value: Any) -> str | int | float | bool | None:
+    """Convert a table cell to a JSON-native value; null, NaN and infinities to None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def candidates_artifact_rows(summary: SweepSummary) -> list[dict[str, Any]]:
+    """Return the candidates as rows for a Prefect table artifact.
+
+    Each row maps the columns of `summary.candidates` (`label` and `placement` first,
+    then the metrics, `equivalent_count` and the `at_<stage id>` columns) to str, int,
+    float, bool or None. Null, NaN and infinite values become None.
+    """
+    table = summary.candidates
+    columns = ["label", "placement"] + [c for c in table.columns if c not in ("label", "placement")]
+    return [
+        {column: _json_native(value) for column, value in zip(columns, row, strict=True)}
+        for row in table[columns].itertuples(index=False, name=None)
+    ]

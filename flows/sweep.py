@@ -1,0 +1,321 @@
+"""The `sweep` flow: load, compile, plan chunks, map a chunk task, merge, publish.
+
+The flow is thin: every step calls a plain function of `allocation`. Chunk tasks get
+index bounds and the compiled problem (a few kilobytes), never pattern arrays, and
+caching is off because hashing their inputs would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+
+from allocation.charts import tradeoff_chart, write_chart_html, write_chart_png
+from allocation.compile import CompiledProblem
+from allocation.estimate import Evaluation
+from allocation.outputs import staged_output, write_json, write_parquet
+from allocation.progress import ProgressLine
+from allocation.report import (
+    candidates_artifact_rows,
+    render_report_md,
+    render_summary_markdown,
+)
+from allocation.results import (
+    SweepSummary,
+    baseline_table,
+    candidate_labels,
+    evaluation_table,
+    front_table,
+    placement_summary,
+)
+from allocation.space import plan_chunks
+from allocation.study import load_study
+from allocation.sweep import ChunkResult, PartialFront, merge_fronts, sweep_chunk
+
+__all__ = ["SweepOutcome", "artifact_key", "choose_chunk_size", "sweep"]
+
+MIN_CHUNK = 65_536
+"""Smallest chunk: below this, per-task overhead (about 20 ms on threads) dominates."""
+
+MAX_CHUNK = 1 << 20
+"""Largest chunk: bounds the memory of one task to a few hundred MB."""
+
+TARGET_TASKS = 64
+
+
+@dataclass
+class SweepOutcome:
+    """What the flow returns to its caller (the CLI prints it)."""
+
+    out_dir: Path
+    files: list[str]
+    space_size: int
+    candidates: list[dict[str, Any]]
+    baselines: list[dict[str, Any]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    patterns_written: int = 0
+    patterns_sampled: bool = False
+
+
+def choose_chunk_size(space_size: int) -> int:
+    """Split the space into about `TARGET_TASKS` chunks within the chunk limits."""
+    return int(min(MAX_CHUNK, max(MIN_CHUNK, math.ceil(space_size / TARGET_TASKS))))
+
+
+def artifact_key(kind: str, workflow: str, system: str) -> str:
+    """Return a Prefect artifact key (``^[a-z0-9-]+$``), stable per workflow and system."""
+    text = f"{kind}-{workflow}--{system}".lower()
+    return re.sub(r"[^a-z0-9-]+", "-", text).strip("-")[:200]
+
+
+@task(name="evaluate-chunk", cache_policy=NO_CACHE, persist_result=False)
+def evaluate_chunk_task(
+    problem: CompiledProblem, start: int, stop: int, sample_fraction: float
+) -> ChunkResult:
+    """Estimate one chunk of the assignment space and return its front."""
+    return sweep_chunk(problem, start, stop, sample_fraction=sample_fraction)
+
+
+@flow(name="sweep", persist_result=False)
+def sweep(
+    workflow_path: str,
+    system_path: str,
+    catalog_dir: str | None = None,
+    out_dir: str | None = None,
+    chunk_size: int | None = None,
+    max_patterns: int = 1_000_000,
+    show_progress: bool = False,
+) -> SweepOutcome:
+    """Find the exact Pareto front of a workflow on a system and write the outputs.
+
+    Parameters
+    ----------
+    workflow_path, system_path
+        The input files (YAML or JSON).
+    catalog_dir
+        Folder with cpus.parquet; see `allocation.study.default_catalog_dir`.
+    out_dir
+        Output folder; default ``results/<workflow>--<system>``.
+    chunk_size
+        Assignments per task; chosen from the space size when omitted.
+    max_patterns
+        Rows of patterns.parquet; a larger space is sampled uniformly.
+    show_progress
+        Draw a progress line on the terminal.
+    """
+    logger = get_run_logger()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    # Load and compile.
+    study = load_study(workflow_path, system_path, catalog_dir)
+    problem = study.problem
+    timings["load_compile_s"] = time.perf_counter() - started
+    space_size = problem.space_size
+    target = Path(out_dir) if out_dir else Path("results") / f"{problem.workflow_name}--{problem.system_name}"
+
+    # Plan.
+    mark = time.perf_counter()
+    size = chunk_size or choose_chunk_size(space_size)
+    chunks = plan_chunks(space_size, chunk_size=size)
+    sample_fraction = 1.0 if space_size <= max_patterns else max_patterns / space_size
+    timings["plan_s"] = time.perf_counter() - mark
+
+    # Estimate the chunks in parallel; merge fronts as chunks finish.
+    mark = time.perf_counter()
+    progress = ProgressLine(space_size, label="Estimating") if show_progress else None
+    futures = evaluate_chunk_task.map(
+        problem=unmapped(problem),
+        start=[start for start, _ in chunks],
+        stop=[stop for _, stop in chunks],
+        sample_fraction=unmapped(sample_fraction),
+    )
+    front: PartialFront | None = None
+    pattern_parts: list[Evaluation] = []
+    done = 0
+    merge_s = 0.0
+    for future in as_completed(futures):
+        result = future.result()
+        merge_mark = time.perf_counter()
+        parts = [result.front] if front is None else [front, result.front]
+        front = merge_fronts(problem, parts)
+        merge_s += time.perf_counter() - merge_mark
+        pattern_parts.append(result.patterns)
+        done += result.stop - result.start
+        if progress:
+            progress.update(done)
+    if progress:
+        progress.close()
+    assert front is not None
+    timings["evaluate_s"] = time.perf_counter() - mark
+    timings["merge_s"] = merge_s
+    logger.info(
+        "Evaluated %d assignments in %.3f s in %d chunks; %d on the Pareto front",
+        space_size, timings["evaluate_s"], len(chunks), len(front),
+    )
+
+    # Tables: candidates, baselines, patterns.
+    mark = time.perf_counter()
+    candidates = front_table(problem, front)
+    labels = candidate_labels(len(candidates))
+    front_columns = list(candidates.columns)
+    candidates.insert(0, "label", labels)
+    candidates.insert(
+        1,
+        "placement",
+        [
+            placement_summary(problem, [row[f"at_{s}"] for s in problem.stage_ids])
+            for _, row in candidates.iterrows()
+        ],
+    )
+    baselines = baseline_table(problem, candidates, labels)
+    patterns = Evaluation.concat(pattern_parts, problem.n_stages)
+    order = np.argsort(patterns.pattern_index, kind="stable")
+    patterns_table = evaluation_table(problem, patterns.take(order))
+    summary = SweepSummary(
+        workflow=study.workflow,
+        system=study.system,
+        problem=problem,
+        candidates=candidates,
+        patterns=patterns_table,
+        patterns_sampled=sample_fraction < 1.0,
+        baselines=baselines,
+        space_size=space_size,
+        timings_s=timings,
+        inputs=study.inputs,
+    )
+    timings["tables_s"] = time.perf_counter() - mark
+
+    # Write everything into a staging folder; publish; move into place.
+    with staged_output(target) as path_for:
+        mark = time.perf_counter()
+        write_parquet(candidates[front_columns], path_for("front.parquet"))
+        write_parquet(patterns_table, path_for("patterns.parquet"))
+        timings["write_parquet_s"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        chart = tradeoff_chart(summary)
+        write_chart_html(chart, path_for("chart.html"))
+        write_chart_png(chart, path_for("chart.png"))
+        png = path_for("chart.png").read_bytes()
+        timings["charts_s"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        _publish_artifacts(summary, png)
+        timings["artifacts_s"] = time.perf_counter() - mark
+
+        timings["total_s"] = time.perf_counter() - started
+        path_for("report.md").write_text(render_report_md(summary), "utf-8")
+        write_json(_run_metadata(study, summary, chunks, size, timings), path_for("run.json"))
+        files = ["front.parquet", "patterns.parquet", "report.md", "chart.html", "chart.png", "run.json"]
+
+    logger.info("Wrote %s", target)
+    return SweepOutcome(
+        out_dir=target,
+        files=files,
+        space_size=space_size,
+        candidates=candidates_artifact_rows(summary),
+        baselines=_json_rows(baselines),
+        timings_s=timings,
+        patterns_written=len(patterns_table),
+        patterns_sampled=sample_fraction < 1.0,
+    )
+
+
+def _publish_artifacts(summary: SweepSummary, png: bytes) -> None:
+    workflow, system = summary.problem.workflow_name, summary.problem.system_name
+    create_table_artifact(
+        key=artifact_key("candidates", workflow, system),
+        table=candidates_artifact_rows(summary),
+        description=f"Pareto-front candidates of {workflow} on {system}",
+    )
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    create_markdown_artifact(
+        key=artifact_key("summary", workflow, system),
+        markdown=render_summary_markdown(summary, png_data_uri=data_uri),
+        description=f"Sweep summary of {workflow} on {system}",
+    )
+
+
+def _json_rows(table: Any) -> list[dict[str, Any]]:
+    rows = []
+    for record in table.to_dict(orient="records"):
+        rows.append({key: _json_value(value) for key, value in record.items()})
+    return rows
+
+
+def _json_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    try:
+        import pandas as pd
+
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def _run_metadata(
+    study: Any,
+    summary: SweepSummary,
+    chunks: list[tuple[int, int]],
+    chunk_size: int,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    problem = summary.problem
+    cpus = {
+        key: {
+            "cpu": cpu.name,
+            "source": cpu.source,
+            "as_of": cpu.as_of.isoformat() if cpu.as_of else None,
+        }
+        for key, cpu in problem.cpus.items()
+    }
+    return {
+        "workflow": problem.workflow_name,
+        "system": problem.system_name,
+        "objectives": list(problem.objectives),
+        "inputs": study.inputs,
+        "catalog_rows": cpus,
+        "pricing": {p.device_id: p.provider.describe() for p in problem.priced},
+        "counts": {
+            "space_size": summary.space_size,
+            "evaluated": summary.space_size,
+            "front_points": len(summary.candidates),
+            "chunks": len(chunks),
+            "chunk_size": chunk_size,
+            "patterns_written": len(summary.patterns),
+            "patterns_sampled": summary.patterns_sampled,
+        },
+        "timings_s": {key: round(value, 6) for key, value in timings.items()},
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "versions": {
+            "python": platform.python_version(),
+            **{
+                name: version(name)
+                for name in ("allocation", "prefect", "numpy", "pandas", "pyarrow", "altair")
+            },
+        },
+    }

@@ -1,0 +1,273 @@
+"""Seeded random workflow and system models for comparing the engine with the reference.
+
+`random_problem(seed)` builds a small problem that exercises one mix of features:
+chains, trees and general DAGs (several sources and sinks, isolated stages, stages listed
+out of topological order), 1 to 9 stages on 2 to 4 devices, pins and allowed sets,
+zero-byte edges and zero-time stages, links with and without ``latency_ms``, up to three
+devices priced by the ``flat`` provider, and one, two or three objectives. Every space
+has at most `MAX_SPACE` assignments so that the pure-Python reference stays fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any
+
+from allocation.catalog import CpuCatalog
+from allocation.model import SCORE_FIGURES, System, Workflow
+
+__all__ = ["EMPTY_CATALOG", "MAX_SPACE", "random_problem"]
+
+MAX_SPACE = 3000
+"""Largest number of assignments of a generated problem."""
+
+EMPTY_CATALOG = CpuCatalog(None, (), "")
+"""A CPU catalog without rows: every generated CPU is written inline."""
+
+_STAGE_IDS = (
+    "decode",
+    "resize",
+    "detect",
+    "track",
+    "crop",
+    "classify",
+    "blur_faces",
+    "draw.boxes",
+    "encode-jpeg",
+)
+_DEVICE_IDS = ("edge", "gateway", "cloud-a", "cloud_b")
+_SPACE_LIMITS = (8, 30, 100, 300, 1000, MAX_SPACE)
+_SPACE_LIMIT_WEIGHTS = (1, 3, 4, 4, 3, 2)
+
+
+def random_problem(seed: int) -> tuple[Workflow, System]:
+    """Build the workflow and system of one random problem, the same for the same seed."""
+    rng = random.Random(seed)
+
+    # One problem in ten gets many stages on four devices, so that large spaces occur.
+    large = rng.random() < 0.1
+    device_ids = list(_DEVICE_IDS[: 4 if large else rng.randint(2, 4)])
+    rng.shuffle(device_ids)
+    n_stages = rng.randint(6, 9) if large else rng.randint(1, 9)
+    stage_ids = list(_STAGE_IDS[:n_stages])
+    rng.shuffle(stage_ids)
+
+    edges = _random_edges(rng, stage_ids)
+    stages = [_random_stage(rng, stage_id) for stage_id in stage_ids]
+    limit = MAX_SPACE if large else rng.choices(_SPACE_LIMITS, _SPACE_LIMIT_WEIGHTS)[0]
+    space_size = _restrict_devices(rng, stages, device_ids, limit)
+
+    used_figures = {stage.get("score", "single_thread") for stage in stages}
+    workflow = {
+        "workflow": f"random-{seed}",
+        "measured_on": _random_cpu(rng, "Reference PC", used_figures),
+        "stages": stages,
+        "edges": edges,
+    }
+    if rng.random() < 0.2:
+        workflow["description"] = "Random flow <b>with markup</b> & Unicode: Bildverarbeitung"
+
+    system: dict[str, Any] = {
+        "system": f"random-system-{seed}",
+        "devices": _random_devices(rng, device_ids, used_figures),
+        "links": _random_links(rng, stages, edges, device_ids),
+    }
+    if rng.random() < 0.5:
+        system["runs_per_month"] = rng.choice([0, 1, 1000, rng.randint(1, 10**7)])
+    # Large spaces keep the default objectives: a single objective such as upload_bytes
+    # can make thousands of assignments equivalent, and the reference front is quadratic.
+    if space_size <= 500 and rng.random() < 0.6:
+        system["objectives"] = _random_objectives(rng, has_runs="runs_per_month" in system)
+
+    return Workflow.model_validate(workflow), System.model_validate(system)
+
+
+def _random_edges(rng: random.Random, stage_ids: list[str]) -> list[dict[str, Any]]:
+    # The stages are listed in file order; `rank` is a topological order that differs
+    # from it, so that the engine cannot rely on edges pointing forward in the file.
+    rank = list(stage_ids)
+    if rng.random() < 0.7:
+        rng.shuffle(rank)
+    shape = rng.choice(["chain", "chain", "dag", "dag", "dag", "forest", "isolated"])
+
+    if shape == "chain":
+        pairs = list(itertools.pairwise(rank))
+    elif shape == "isolated":
+        pairs = []
+    else:
+        density = rng.uniform(0.2, 0.7) if shape == "dag" else rng.uniform(0.1, 0.3)
+        pairs = [
+            (rank[i], rank[j])
+            for i in range(len(rank))
+            for j in range(i + 1, len(rank))
+            if rng.random() < density
+        ]
+    rng.shuffle(pairs)
+    return [{"from": u, "to": v, "bytes": _random_bytes(rng)} for u, v in pairs]
+
+
+def _random_bytes(rng: random.Random) -> int:
+    roll = rng.random()
+    if roll < 0.2:
+        return 0
+    if roll < 0.3:
+        return rng.randint(1, 100)
+    if roll < 0.9:
+        return rng.randint(1_000, 10**8)
+    return rng.randint(10**9, 10**10)
+
+
+def _random_stage(rng: random.Random, stage_id: str) -> dict[str, Any]:
+    stage: dict[str, Any] = {"id": stage_id}
+    roll = rng.random()
+    if roll < 0.15:
+        stage["time_s"] = 0.0
+    elif roll < 0.3:
+        stage["time_s"] = round(rng.uniform(0.01, 2.0), 2)
+    else:
+        stage["time_s"] = rng.uniform(1e-4, 3.0)
+    if rng.random() < 0.4:
+        stage["threads"] = rng.randint(1, 16)
+    if rng.random() < 0.6:
+        stage["score"] = rng.choice(SCORE_FIGURES)
+    if rng.random() < 0.2:
+        stage["name"] = f"Étape {stage_id} — <i>résumé</i>"
+    return stage
+
+
+def _restrict_devices(
+    rng: random.Random, stages: list[dict[str, Any]], device_ids: list[str], limit: int
+) -> None:
+    """Add pins and allowed sets at random, then more until the space fits `limit`.
+
+    Returns the number of assignments.
+    """
+    for stage in stages:
+        roll = rng.random()
+        if roll < 0.12:
+            stage["pin"] = rng.choice(device_ids)
+        elif roll < 0.3:
+            stage["allowed"] = rng.sample(device_ids, rng.randint(1, len(device_ids)))
+        elif roll < 0.35:
+            # A pin with an allowed set that contains it: the pin decides.
+            allowed = rng.sample(device_ids, rng.randint(1, len(device_ids)))
+            stage["allowed"] = allowed
+            stage["pin"] = rng.choice(allowed)
+
+    def radix(stage: dict[str, Any]) -> int:
+        if "pin" in stage:
+            return 1
+        return len(stage.get("allowed", device_ids))
+
+    while math.prod(radix(stage) for stage in stages) > limit:
+        stage = rng.choice([stage for stage in stages if radix(stage) > 1])
+        current = stage.get("allowed", device_ids)
+        if rng.random() < 0.3:
+            stage["pin"] = rng.choice(current)
+            stage.pop("allowed", None)
+        else:
+            stage["allowed"] = rng.sample(current, len(current) - 1)
+    return math.prod(radix(stage) for stage in stages)
+
+
+def _random_cpu(rng: random.Random, name: str, used_figures: set[str]) -> dict[str, Any]:
+    cpu: dict[str, Any] = {"name": name, "cores": rng.choice([1, 2, 4, 4, 8, 16, 64])}
+    for figure in SCORE_FIGURES:
+        # A figure that no stage is scaled by may be missing.
+        if figure not in used_figures and rng.random() < 0.3:
+            continue
+        value = rng.uniform(200.0, 40_000.0)
+        cpu[figure] = round(value) * 1.0 if rng.random() < 0.3 else value
+    return cpu
+
+
+def _random_devices(
+    rng: random.Random, device_ids: list[str], used_figures: set[str]
+) -> list[dict[str, Any]]:
+    n_priced = rng.randint(0, min(3, len(device_ids)))
+    priced = set(rng.sample(device_ids, n_priced))
+    devices = []
+    for d, device_id in enumerate(device_ids):
+        if d > 0 and rng.random() < 0.2:
+            # The same CPU as the previous device: assignments that differ only in the
+            # choice between the two tie, which exercises the duplicate rule.
+            cpu = devices[-1]["cpu"]
+        else:
+            cpu = _random_cpu(rng, f"CPU of {device_id} «{d}»", used_figures)
+        device: dict[str, Any] = {"id": device_id, "cpu": cpu}
+        if rng.random() < 0.5:
+            device["cores"] = rng.randint(1, cpu["cores"])
+        if device_id in priced:
+            device["pricing"] = _random_flat_pricing(rng)
+        devices.append(device)
+    return devices
+
+
+def _random_flat_pricing(rng: random.Random) -> dict[str, Any]:
+    pricing: dict[str, Any] = {"provider": "flat"}
+    scales = {
+        "usd_per_compute_s": 1e-4,
+        "usd_per_invocation": 1e-6,
+        "usd_per_gb_in": 0.05,
+        "usd_per_gb_out": 0.2,
+    }
+    for option, scale in scales.items():
+        roll = rng.random()
+        if roll < 0.15:
+            continue
+        pricing[option] = 0.0 if roll < 0.3 else rng.uniform(0.0, scale)
+    return pricing
+
+
+def _random_links(
+    rng: random.Random,
+    stages: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+    device_ids: list[str],
+) -> list[dict[str, Any]]:
+    """Link every pair of devices, or only the pairs some assignment needs plus a few."""
+    every_pair = list(itertools.combinations(device_ids, 2))
+    if rng.random() < 0.75:
+        pairs = every_pair
+    else:
+        devices_of = {
+            stage["id"]: [stage["pin"]] if "pin" in stage else stage.get("allowed", device_ids)
+            for stage in stages
+        }
+        needed = {
+            frozenset((a, b))
+            for edge in edges
+            for a in devices_of[edge["from"]]
+            for b in devices_of[edge["to"]]
+            if a != b
+        }
+        pairs = [
+            pair for pair in every_pair if frozenset(pair) in needed or rng.random() < 0.3
+        ]
+
+    links = []
+    for a, b in pairs:
+        link: dict[str, Any] = {
+            "between": [a, b] if rng.random() < 0.5 else [b, a],
+            "bandwidth_mbps": rng.choice([1.0, 10.0, 100.0, rng.uniform(0.5, 2000.0)]),
+        }
+        roll = rng.random()
+        if roll < 0.6:
+            link["latency_ms"] = rng.uniform(0.0, 80.0)
+        elif roll < 0.7:
+            link["latency_ms"] = 0.0
+        links.append(link)
+    return links
+
+
+def _random_objectives(rng: random.Random, *, has_runs: bool) -> list[str]:
+    """Return latency and cost (either order), or one objective, or three."""
+    roll = rng.random()
+    if roll < 0.25:
+        return ["latency_s", "cost_usd"] if rng.random() < 0.5 else ["cost_usd", "latency_s"]
+    extra = ["comm_s", "upload_bytes", "download_bytes"] + (["monthly_cost_usd"] if has_runs else [])
+    if roll < 0.6:
+        return [rng.choice(["latency_s", "cost_usd", *extra])]
+    return ["latency_s", "cost_usd", rng.choice(extra)]

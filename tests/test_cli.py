@@ -1,0 +1,118 @@
+"""The command line, run as a user runs it: a subprocess with real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import CATALOGS, REPO
+
+OBJECT_DETECTION = CATALOGS / "workflows" / "object-detection.yaml"
+EDGE_CLOUD = CATALOGS / "systems" / "edge-cloud.yaml"
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "allocation.cli", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_validate_examples_ok(tmp_path: Path) -> None:
+    result = run_cli(
+        "validate", str(OBJECT_DETECTION), str(EDGE_CLOUD), "--catalog", str(CATALOGS), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "128 assignments" in result.stdout
+
+
+def test_validate_bad_file_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "workflow: w\nmeasured_on: {name: ref, cores: 2, single_thread: 100}\n"
+        "stages:\n  - {id: a, time_s: 1}\n  - {id: b, time_s: -0.5}\n"
+    )
+    result = run_cli("validate", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr
+    assert "stages[1].time_s" in result.stderr
+    assert "-0.5" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sweep_invalid_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "system.yaml"
+    bad.write_text(EDGE_CLOUD.read_text().replace("bandwidth_mbps: 100", "bandwidth_mbps: 0"))
+    out = tmp_path / "out"
+    result = run_cli(
+        "sweep", str(OBJECT_DETECTION), str(bad), "--catalog", str(CATALOGS), "--out", str(out),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "system.yaml" in result.stderr
+    assert "links[0].bandwidth_mbps" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_sweep_unknown_provider_lists_installed(tmp_path: Path) -> None:
+    bad = tmp_path / "system.yaml"
+    bad.write_text(EDGE_CLOUD.read_text().replace("provider: flat", "provider: flatt"))
+    result = run_cli(
+        "sweep", str(OBJECT_DETECTION), str(bad), "--catalog", str(CATALOGS), cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "'flatt'" in result.stderr
+    assert "installed providers: flat" in result.stderr
+
+
+def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
+    """One real run in Prefect's embedded mode, as the README's first command does."""
+    env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
+    result = run_cli(
+        "sweep", str(OBJECT_DETECTION), str(EDGE_CLOUD), "--catalog", str(CATALOGS),
+        cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Pareto front" in result.stdout
+
+    out = tmp_path / "results" / "object-detection--edge-cloud"
+    for name in ("front.parquet", "patterns.parquet", "report.md", "chart.html", "chart.png",
+                 "run.json"):
+        assert (out / name).is_file(), name
+    front = pq.read_table(out / "front.parquet").to_pandas()
+    assert list(front.columns[:7]) == [
+        "latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes",
+        "monthly_cost_usd", "equivalent_count",
+    ]
+    assert len(pq.read_table(out / "patterns.parquet")) == 128
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["space_size"] == 128
+    assert run["inputs"]["workflow"]["sha256"]
+    assert not [p for p in tmp_path.joinpath("results").iterdir() if p.name.startswith(".")]
+
+
+def test_readme_names_two_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    assert "uv run allocation sweep catalogs/workflows/object-detection.yaml" in text
+    assert "uv run pytest" in text
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sweep", "--help"], ["validate", "--help"]])
+def test_help_exits_zero(tmp_path: Path, args: list[str]) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0
+    assert "usage" in result.stdout

@@ -1,0 +1,124 @@
+"""The Prefect flow `sweep`, run for real against a temporary Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from allocation.study import load_study
+from allocation.sweep import sweep_in_process
+from flows.sweep import artifact_key, choose_chunk_size, sweep
+from tests.conftest import CATALOGS
+
+WORKFLOW = """\
+workflow: small.flow
+measured_on: {name: "Reference <b>PC</b>", cores: 4, single_thread: 2000}
+stages:
+  - {id: cam, time_s: 0.1, pin: edge}
+  - {id: pre.process, time_s: 0.2}
+  - {id: "infer[0]", time_s: 1.5, threads: 2}
+  - {id: post, time_s: 0.05}
+  - {id: show, time_s: 0.01, pin: edge}
+edges:
+  - {from: cam, to: pre.process, bytes: 6220800}
+  - {from: pre.process, to: "infer[0]", bytes: 1200000}
+  - {from: "infer[0]", to: post, bytes: 40000}
+  - {from: post, to: show, bytes: 0}
+"""
+
+SYSTEM = """\
+system: two-devices
+runs_per_month: 1000
+devices:
+  - id: edge
+    cpu: {name: Edge CPU, cores: 4, single_thread: 600}
+  - id: gateway
+    cpu: {name: Gateway CPU, cores: 4, single_thread: 1200}
+  - id: cloud
+    cpu: {name: Cloud CPU, cores: 2, single_thread: 2500}
+    pricing: {provider: flat, usd_per_compute_s: 0.0000333, usd_per_invocation: 0.0000002, usd_per_gb_out: 0.114}
+links:
+  - {between: [edge, cloud], bandwidth_mbps: 100}
+  - {between: [edge, gateway], bandwidth_mbps: 1000, latency_ms: 1}
+  - {between: [gateway, cloud], bandwidth_mbps: 100, latency_ms: 20}
+"""
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, Path]:
+    workflow = tmp_path / "workflow.yaml"
+    system = tmp_path / "system.yaml"
+    workflow.write_text(WORKFLOW)
+    system.write_text(SYSTEM)
+    return workflow, system
+
+
+def test_flow_front_matches_engine(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    workflow, system = inputs
+    out = tmp_path / "out"
+    outcome = sweep(str(workflow), str(system), str(CATALOGS), str(out), chunk_size=5)
+
+    study = load_study(workflow, system, CATALOGS)
+    expected, _ = sweep_in_process(study.problem)
+    front = pq.read_table(out / "front.parquet").to_pandas()
+    assert outcome.space_size == 27
+    assert len(front) == len(expected)
+    assert sorted(front["latency_s"]) == pytest.approx(sorted(expected.evaluation.metrics["latency_s"]))
+    assert front["equivalent_count"].sum() == expected.equivalent_count.sum()
+    assert "at_infer[0]" in front.columns
+    assert np.isfinite(front["monthly_cost_usd"]).all()
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["chunks"] == 6
+    assert set(run["timings_s"]) >= {"load_compile_s", "evaluate_s", "merge_s", "charts_s", "total_s"}
+
+
+def test_flow_chunk_size_keeps_front_bytes(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    workflow, system = inputs
+    sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "a"), chunk_size=1)
+    sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "b"), chunk_size=1000)
+    assert (tmp_path / "a" / "front.parquet").read_bytes() == (tmp_path / "b" / "front.parquet").read_bytes()
+    assert (tmp_path / "a" / "patterns.parquet").read_bytes() == (tmp_path / "b" / "patterns.parquet").read_bytes()
+
+
+def test_flow_publishes_artifacts(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    workflow, system = inputs
+    sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "out"))
+
+    async def read(key: str):
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+
+    table_key = artifact_key("candidates", "small.flow", "two-devices")
+    summary_key = artifact_key("summary", "small.flow", "two-devices")
+    assert table_key == "candidates-small-flow--two-devices"
+    tables = asyncio.run(read(table_key))
+    summaries = asyncio.run(read(summary_key))
+    assert tables and tables[0].type == "table"
+    assert summaries and summaries[0].type == "markdown"
+    assert "data:image/png;base64," in summaries[0].data
+    assert "<b>PC</b>" not in summaries[0].data
+
+
+def test_flow_samples_patterns_past_limit(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    workflow, system = inputs
+    sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "out"), max_patterns=10)
+    patterns = pq.read_table(tmp_path / "out" / "patterns.parquet")
+    assert 0 < len(patterns) < 27
+    assert "sample" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_chunk_size_bounds() -> None:
+    assert choose_chunk_size(10) == 65_536
+    assert choose_chunk_size(177_147) == 65_536
+    assert choose_chunk_size(4**15) == 1 << 20

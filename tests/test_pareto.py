@@ -1,0 +1,240 @@
+"""The fast Pareto filter against the pure-Python reference, and its properties.
+
+Every objective is minimised, values within a relative 1e-9 of each other are equal,
+and equivalent front points collapse into one representative (the smallest order) that
+carries the sum of their counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from allocation.pareto import pareto_front
+from allocation.reference import reference_front
+
+KINDS = ("uniform", "duplicates", "tie_first", "within_tolerance", "zeros")
+DIMENSIONS = (1, 2, 3, 4)
+SEEDS = range(10)
+
+
+def _random_points(rng: np.random.Generator, kind: str, n: int, k: int) -> np.ndarray:
+    """Return n points of k objectives that stress one case of the filter."""
+    if kind == "uniform":
+        return rng.uniform(0.0, 100.0, size=(n, k))
+    if kind == "duplicates":
+        # A coarse grid: many rows equal in every objective.
+        return rng.integers(0, 4, size=(n, k)).astype(np.float64) * 2.5
+    if kind == "tie_first":
+        points = rng.uniform(1.0, 10.0, size=(n, k))
+        points[:, 0] = rng.choice([1.0, 3.0, 7.0], size=n)
+        return points
+    if kind == "within_tolerance":
+        # Grid points, each coordinate moved by at most 1e-11 relative: far inside the
+        # 1e-9 tolerance, while grid points differ by at least 10 %.
+        grid = rng.integers(10, 14, size=(n, k)).astype(np.float64)
+        return grid * (1.0 + rng.uniform(-1e-11, 1e-11, size=(n, k)))
+    if kind == "zeros":
+        points = rng.integers(0, 3, size=(n, k)).astype(np.float64)
+        points[rng.random(size=(n, k)) < 0.3] = 0.0
+        return points * rng.choice([1.0, 1e-300, 1e300])
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def _as_pairs(order: np.ndarray, keep: np.ndarray, counts: np.ndarray) -> list[tuple[int, int]]:
+    return sorted(zip(order[keep].tolist(), counts.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", DIMENSIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_front_matches_reference(kind: str, k: int, seed: int) -> None:
+    rng = np.random.default_rng([seed, k, KINDS.index(kind)])
+    n = int(rng.integers(1, 160))
+    values = _random_points(rng, kind, n, k)
+    order = np.arange(n, dtype=np.int64)
+
+    keep, counts = pareto_front(values, order)
+
+    assert _as_pairs(order, keep, counts) == reference_front(values.tolist())
+    assert counts.sum() <= n
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_large_front_matches_reference(k: int) -> None:
+    # More rows than one block of the k-D filter. The points are exact grid points, so
+    # the reference can run on the distinct rows with their multiplicities as counts.
+    rng = np.random.default_rng(k)
+    values = rng.integers(0, 6, size=(6000, k)).astype(np.float64)
+    values += rng.integers(0, 6, size=(6000, 1))
+    order = np.arange(len(values), dtype=np.int64)
+
+    keep, counts = pareto_front(values, order)
+    distinct, first, multiplicity = np.unique(
+        values, axis=0, return_index=True, return_counts=True
+    )
+    by_first = np.argsort(first)
+    expected = [
+        (int(first[by_first[row]]), int(multiplicity[by_first[row]]))
+        for row, _ in reference_front(distinct[by_first].tolist())
+    ]
+
+    assert _as_pairs(order, keep, counts) == sorted(expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", DIMENSIONS)
+def test_row_permutation_keeps_front(k: int, seed: int) -> None:
+    rng = np.random.default_rng([seed, k, 99])
+    values = _random_points(rng, "duplicates", 300, k)
+    order = rng.permutation(10 * len(values))[: len(values)].astype(np.int64)
+    expected = _as_pairs(order, *pareto_front(values, order))
+
+    for _ in range(3):
+        rows = rng.permutation(len(values))
+        permuted = _as_pairs(order[rows], *pareto_front(values[rows], order[rows]))
+        assert permuted == expected
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k", DIMENSIONS)
+def test_representative_smallest_order(k: int, seed: int) -> None:
+    rng = np.random.default_rng([seed, k, 7])
+    values = _random_points(rng, "duplicates", 120, k)
+    order = rng.permutation(1000)[: len(values)].astype(np.int64)
+
+    keep, counts = pareto_front(values, order)
+    # The reference takes the first row in enumeration order: give it the rows that way.
+    by_order = np.argsort(order)
+    expected = [
+        (int(order[by_order[row]]), count)
+        for row, count in reference_front(values[by_order].tolist())
+    ]
+
+    assert _as_pairs(order, keep, counts) == sorted(expected)
+
+
+def test_representative_of_equal_rows() -> None:
+    values = np.array([[2.0, 1.0], [1.0, 3.0], [2.0, 1.0], [2.0, 1.0 + 1e-12]])
+    order = np.array([8, 4, 3, 5], dtype=np.int64)
+
+    keep, counts = pareto_front(values, order)
+
+    assert _as_pairs(order, keep, counts) == [(3, 3), (4, 1)]
+
+
+def test_counts_are_summed() -> None:
+    values = np.array([[1.0, 5.0], [1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [2.0, 2.0]])
+    order = np.array([0, 1, 2, 3, 4], dtype=np.int64)
+    counts = np.array([4, 6, 1, 100, 10], dtype=np.int64)
+
+    keep, keep_counts = pareto_front(values, order, counts)
+
+    assert _as_pairs(order, keep, keep_counts) == [(0, 10), (2, 11)]
+
+
+@pytest.mark.parametrize("k", DIMENSIONS)
+def test_counts_match_repeated_rows(k: int) -> None:
+    rng = np.random.default_rng(k)
+    values = _random_points(rng, "duplicates", 80, k)
+    counts = rng.integers(1, 5, size=len(values))
+    repeated = np.repeat(values, counts, axis=0)
+
+    keep, keep_counts = pareto_front(values, np.arange(len(values)), counts)
+    keep_repeated, counts_repeated = pareto_front(repeated, np.arange(len(repeated)))
+
+    assert sorted(keep_counts.tolist()) == sorted(counts_repeated.tolist())
+    assert keep_counts.sum() == counts_repeated.sum()
+    # Row i of `values` is the first of its copies in `repeated`.
+    first_copy = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    assert sorted(first_copy[keep].tolist()) == sorted(keep_repeated.tolist())
+
+
+@pytest.mark.parametrize("k", DIMENSIONS)
+def test_inputs_unchanged(k: int) -> None:
+    rng = np.random.default_rng(k)
+    values = _random_points(rng, "duplicates", 500, k)
+    order = rng.permutation(len(values)).astype(np.int64)
+    counts = rng.integers(1, 4, size=len(values)).astype(np.int64)
+    copies = (values.copy(), order.copy(), counts.copy())
+    for array in (values, order, counts):
+        array.flags.writeable = False
+
+    pareto_front(values, order, counts)
+    pareto_front(values, order)
+
+    np.testing.assert_array_equal(values, copies[0])
+    np.testing.assert_array_equal(order, copies[1])
+    np.testing.assert_array_equal(counts, copies[2])
+
+
+@pytest.mark.parametrize("k", DIMENSIONS)
+def test_output_sorted_by_objectives(k: int) -> None:
+    rng = np.random.default_rng(k)
+    values = rng.uniform(0.0, 1.0, size=(400, k))
+
+    keep, counts = pareto_front(values, np.arange(len(values)))
+
+    assert keep.dtype == np.intp
+    assert counts.dtype == np.int64
+    front = values[keep]
+    assert np.array_equal(np.lexsort(front.T[::-1]), np.arange(len(keep)))
+
+
+def test_empty_input() -> None:
+    keep, counts = pareto_front(np.empty((0, 2)), np.empty(0, dtype=np.int64))
+
+    assert keep.shape == (0,)
+    assert counts.shape == (0,)
+
+
+def test_tolerance_makes_values_equal() -> None:
+    # 1 + 1e-10 equals 1 within the tolerance, so the second row is at least as good in
+    # the first objective and better in the second: it dominates the first row.
+    values = np.array([[1.0, 2.0], [1.0 + 1e-10, 1.0]])
+
+    keep, _ = pareto_front(values, np.arange(2))
+
+    assert keep.tolist() == [1]
+
+
+def test_tolerance_keeps_distinct_values() -> None:
+    # 1 + 1e-8 is worse than 1 beyond the tolerance: neither row dominates the other.
+    values = np.array([[1.0, 2.0], [1.0 + 1e-8, 1.0]])
+
+    keep, counts = pareto_front(values, np.arange(2))
+
+    assert sorted(keep.tolist()) == [0, 1]
+    assert counts.tolist() == [1, 1]
+
+
+def test_zero_better_than_tiny() -> None:
+    values = np.array([[0.0, 1.0], [1e-300, 1.0], [0.0, 1.0]])
+
+    keep, counts = pareto_front(values, np.arange(3))
+
+    assert keep.tolist() == [0]
+    assert counts.tolist() == [2]
+
+
+def test_equivalents_split_by_other_point() -> None:
+    # Rows 0 and 2 are equal within the tolerance. Row 1 is also on the front and sorts
+    # between them by the first objective; rows 0 and 2 must still form one front point.
+    values = np.array([[1.0, 1.0, 1.0], [1.0 + 1e-12, 0.5, 2.0], [1.0 + 2e-12, 1.0, 1.0]])
+
+    keep, counts = pareto_front(values, np.arange(3))
+
+    assert _as_pairs(np.arange(3), keep, counts) == [(0, 2), (1, 1)]
+    assert reference_front(values.tolist()) == [(0, 2), (1, 1)]
+
+
+@pytest.mark.parametrize(
+    "bad", [np.nan, np.inf, -np.inf, -1.0, -1e-300], ids=["nan", "inf", "-inf", "-1", "-tiny"]
+)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_invalid_values_raise(bad: float, k: int) -> None:
+    values = np.ones((4, k))
+    values[2, k - 1] = bad
+
+    with pytest.raises(ValueError):
+        pareto_front(values, np.arange(4))
