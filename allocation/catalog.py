@@ -96,7 +96,9 @@ class CpuCatalog:
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
             if not close:
                 close = [n for n in names if key.split(" ")[-1] in _loose_key(n)][:3]
-            hint = ("; closest catalog names: " + ", ".join(repr(c) for c in close)) if close else ""
+            hint = (
+                ("; closest catalog names: " + ", ".join(repr(c) for c in close)) if close else ""
+            )
         where = f"catalog {self.path}" if self.path else "the CPU catalog"
         raise InputError(
             f"CPU {name!r} is not in {where}{hint}; use a catalog name or describe the "

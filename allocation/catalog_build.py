@@ -3,8 +3,8 @@
 The CSV has one row per CPU and source, so a CPU may appear several times. The catalog
 has one row per CPU, reconciled figure by figure:
 
-- CPU names are compared case-insensitively after trimming spaces. The catalog keeps the
-  spelling of the row with the newest date.
+- CPU names are compared case-insensitively after collapsing runs of spaces. The catalog
+  keeps the spelling of the row with the newest date.
 - Each figure comes from the row with the newest date that gives it. On equal dates a
   row whose source does not start with ``SECONDARY`` wins, then the earlier row.
 - ``source`` names, for every source used, the figures taken from it and its date.
@@ -90,7 +90,7 @@ _YEAR = re.compile(r"(?<![\d-])((?:19|20)\d{2})(?![\d-])")
 
 
 def parse_source_date(text: str) -> dt.date:
-    """Turn a free-text source date into the date it stands for.
+    """Parse a free-text source date into a date.
 
     The most precise statement in the text wins: a full date (``2023-10-27``), else a
     month (``May-2022``, ``May 2022`` or ``2022-05``) as its first day, else a year
@@ -132,13 +132,13 @@ def _date(year: str, month: str, day: str, text: str) -> dt.date:
 def _single(dates: set[dt.date], text: str) -> dt.date:
     if len(dates) > 1:
         listed = ", ".join(sorted(d.isoformat() for d in dates))
-        raise ValueError(f"states several dates ({listed}); keep one: {text!r}")
+        raise ValueError(f"states several dates ({listed}), expected one: {text!r}")
     return next(iter(dates))
 
 
 @dataclass(frozen=True)
 class _SourceRow:
-    """One CSV row after parsing; `line` is its line number in the file."""
+    """A parsed CSV row, with `line` its line number in the file."""
 
     line: int
     cpu: str
@@ -181,8 +181,7 @@ def build_cpu_catalog(csv_path: str | Path) -> pd.DataFrame:
     for row in rows:
         groups.setdefault(row.cpu.casefold(), []).append(row)
 
-    records = [_reconcile(group) for group in groups.values()]
-    records.sort(key=lambda record: (record["cpu"].casefold(), record["cpu"]))
+    records = [_reconcile(groups[key]) for key in sorted(groups)]
 
     frame = pd.DataFrame.from_records(records, columns=CATALOG_SCHEMA.names)
     for column in FLOAT_FIGURES:
@@ -204,7 +203,7 @@ def _read_source_rows(csv_path: Path) -> list[_SourceRow]:
     missing = [column for column in SOURCE_COLUMNS if column not in raw.columns]
     if missing:
         raise InputError(
-            f"lacks the column(s) {', '.join(missing)}; the source CSV needs "
+            f"lacks the column(s) {', '.join(missing)}. The source CSV needs the columns "
             + ", ".join(SOURCE_COLUMNS),
             file=csv_path,
         )
@@ -215,20 +214,18 @@ def _read_source_rows(csv_path: Path) -> list[_SourceRow]:
         cpu = " ".join(values["cpu_model"].split())
         source = values["source"].strip()
         if not cpu:
-            raise InputError("has no CPU name", file=csv_path, field=f"line {line}.cpu_model")
+            raise InputError("missing the CPU name", file=csv_path, field=f"line {line}.cpu_model")
         if not source:
-            raise InputError("has no source", file=csv_path, field=f"line {line}.source")
+            raise InputError("missing the source", file=csv_path, field=f"line {line}.source")
         try:
             date = parse_source_date(values["source_date"])
         except ValueError as exc:
             raise InputError(str(exc), file=csv_path, field=f"line {line}.source_date") from exc
 
-        figures = {
-            name: _parse_figure(values[name], name, csv_path, line) for name in FIGURES
-        }
+        figures = {name: _parse_figure(values[name], name, csv_path, line) for name in FIGURES}
         if all(value is None for value in figures.values()):
             raise InputError(
-                "gives no figure; drop the row or fill in at least one figure",
+                "gives no figure. Fill in at least one figure or drop the row",
                 file=csv_path,
                 field=f"line {line}",
             )
@@ -296,14 +293,14 @@ def write_cpu_catalog(frame: pd.DataFrame, out_path: str | Path) -> None:
     """Write a catalog DataFrame as Parquet with `CATALOG_SCHEMA`.
 
     The same frame written with the same versions of pandas and pyarrow gives the same
-    bytes: the schema, row order, compression and metadata are all fixed.
+    bytes, because the schema, row order, compression and metadata are all fixed.
     """
     table = pa.Table.from_pandas(frame, schema=CATALOG_SCHEMA, preserve_index=False)
     pq.write_table(table, out_path, compression="zstd", compression_level=9)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build `OUT_PARQUET` from `SOURCE_CSV`; return the process exit status."""
+    """Build `OUT_PARQUET` from `SOURCE_CSV` and return the process exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m allocation.catalog_build",
         description="Build the CPU catalog (cpus.parquet) from the CSV of PassMark "

@@ -14,7 +14,7 @@ import functools
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import altair as alt
 import numpy as np
@@ -43,7 +43,7 @@ AXIS_TITLES = {
 """Axis and tooltip title of every metric, with its unit."""
 
 MAX_BACKGROUND_POINTS = 5000
-"""Most patterns drawn one point each; more are binned into a grid of cells.
+"""Maximum number of patterns drawn as one point each; more are binned into grid cells.
 
 It equals Altair's default row limit per dataset, so the embedded data stays small.
 """
@@ -61,7 +61,10 @@ _FRONT = "Pareto front"
 _BASELINE = "Baseline (all on one device)"
 
 _MAX_DESCRIPTION_CHARS = 120
-"""Longest workflow description shown in the subtitle; longer ones are cut."""
+"""Maximum length, in characters, of the workflow description in the subtitle."""
+
+_LABEL_SIDES: tuple[tuple[Literal["bottom", "top"], int], ...] = (("bottom", -4), ("top", 5))
+"""Text baseline and vertical offset (pixels) of labels above and below their point."""
 
 _NUMBER_FORMAT = ".6~g"
 _BYTES_FORMAT = ",d"
@@ -102,7 +105,7 @@ def tradeoff_chart(
     Notes
     -----
     The axes are the first two objectives (`chart_axes`), latency_s and cost_usd by
-    default. The step line holds each candidate's y value until the next candidate's x
+    default. The step line keeps each candidate's y value until the next candidate's x
     value. With more than two objectives it joins only the candidates that no other
     candidate beats on both axes, while every candidate keeps its point and label.
     """
@@ -182,7 +185,7 @@ def tradeoff_chart(
             )
         )
     # NOTE: a front of more than 5,000 points exceeds Altair's row limit and raises
-    # altair.MaxRowsError; the front is never thinned.
+    # altair.MaxRowsError, because the front is drawn exactly and never thinned.
     if len(front):
         layers.append(
             alt.Chart(front)
@@ -195,11 +198,12 @@ def tradeoff_chart(
             )
         )
         # Labels alternate above and below the line, so neighbours overlap less. A
-        # candidate that is also a baseline keeps its label above: the name goes below.
+        # candidate that is also a baseline keeps its label above, because the baseline
+        # name goes below.
         below = np.arange(len(front)) % 2 == 1
         if baselines is not None:
             below &= ~front["label"].isin(baselines["candidate"].dropna().astype(str))
-        for side, (baseline, dy) in enumerate((("bottom", -4), ("top", 5))):
+        for side, (baseline, dy) in enumerate(_LABEL_SIDES):
             layers.append(
                 alt.Chart(front[below if side else ~below])
                 .mark_text(
@@ -214,7 +218,8 @@ def tradeoff_chart(
             .encode(**position(x, y), text="baseline:N")
         )
 
-    return alt.layer(*layers).properties(
+    return alt.LayerChart(
+        layer=layers,
         width=640,
         height=420,
         title=alt.TitleParams(
@@ -443,9 +448,11 @@ def _vegalite_version() -> str | None:
 @functools.cache
 def _javascript_bundle() -> str:
     """Return the Vega, Vega-Lite and vega-embed scripts as one inline script."""
-    bundle = vl_convert.javascript_bundle(vl_version=_vegalite_version())
+    # Without a snippet, the bundle sets window.vegaEmbed, vega and vegaLite. The type
+    # stub of vl-convert 1.9 marks the snippet as required; the function does not.
+    bundle = vl_convert.javascript_bundle(vl_version=_vegalite_version())  # type: ignore[call-arg]
     if "</script" in bundle.lower():
-        # The bundle is inlined verbatim; this text would end the script element early.
+        # The bundle is inlined verbatim, so this text would end the script element early.
         raise RuntimeError("the vl-convert JavaScript bundle contains '</script'")
     return bundle
 
@@ -454,7 +461,7 @@ def _script_json(value: Any) -> str:
     r"""Serialise `value` as JSON that is safe inside an HTML ``<script>`` element.
 
     ``<``, ``>`` and ``&`` become ``\u003c``, ``\u003e`` and ``\u0026``, so no string
-    can close the element or open a comment; JSON and JavaScript read them back unchanged.
+    can close the element or open a comment. JSON and JavaScript read them back unchanged.
     """
     text = json.dumps(value, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -532,7 +539,7 @@ def write_chart_png(chart: alt.TopLevelMixin, path: str | Path, *, scale: float 
     path : str or Path
         The file to write.
     scale : float, optional
-        Pixels per chart unit; 2 gives 1,280 pixels for a 640-wide chart.
+        Pixels per unit of the chart's layout; 2 doubles the width and height.
     """
     png = vl_convert.vegalite_to_png(
         chart.to_dict(), vl_version=_vegalite_version(), scale=scale, allowed_base_urls=[]

@@ -57,25 +57,39 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
     sweep.add_argument("system", type=Path, help="system file (YAML or JSON)")
     sweep.add_argument(
-        "--catalog", type=Path, default=None, metavar="DIR",
+        "--catalog",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="catalog folder with cpus.parquet (default: $ALLOCATION_CATALOG_DIR, "
         "./catalogs, or the catalogs shipped with the tool)",
     )
     sweep.add_argument(
-        "--out", type=Path, default=None, metavar="DIR",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="output folder (default: results/<workflow>--<system>)",
     )
     sweep.add_argument(
-        "--chunk-size", type=_positive_int, default=None, metavar="N",
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
         help="assignments per Prefect task (default: chosen from the space size)",
     )
     sweep.add_argument(
-        "--max-patterns", type=_positive_int, default=1_000_000, metavar="N",
+        "--max-patterns",
+        type=_positive_int,
+        default=1_000_000,
+        metavar="N",
         help="rows kept in patterns.parquet; larger spaces are sampled uniformly "
         "(default: 1000000)",
     )
     sweep.add_argument(
-        "-v", "--verbose", action="store_true",
+        "-v",
+        "--verbose",
+        action="store_true",
         help="show Prefect's logs and tracebacks of unexpected errors",
     )
 
@@ -86,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "together, also check that pins, allowed devices, CPUs, links and pricing fit.",
     )
     validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    validate.add_argument("--catalog", type=Path, default=None, metavar="DIR",
-                          help="catalog folder with cpus.parquet")
+    validate.add_argument(
+        "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
+    )
     return parser
 
 
@@ -178,7 +193,9 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
     )
     print(f"Pareto front over {objectives}: {len(outcome.candidates)} candidate(s)")
-    header = f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
+    header = (
+        f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
+    )
     print(header)
     for row in outcome.candidates:
         monthly = row.get("monthly_cost_usd")
@@ -219,7 +236,9 @@ def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             document = read_document(path)
-            is_system = isinstance(document, dict) and "system" in document and "workflow" not in document
+            is_system = (
+                isinstance(document, dict) and "system" in document and "workflow" not in document
+            )
             if catalog is None:
                 catalog = load_cpu_catalog(Path(catalog_dir) / "cpus.parquet")
             if is_system:
@@ -227,14 +246,18 @@ def _validate(args: argparse.Namespace) -> int:
                 for d, device in enumerate(system.devices):
                     resolve_cpu(device.cpu, catalog, file=path, field=f"devices[{d}].cpu")
                 systems.append((path, system))
-                print(f"ok: {path}: system {system.system!r}, {len(system.devices)} devices, "
-                      f"{len(system.links)} links")
+                print(
+                    f"ok: {path}: system {system.system!r}, {len(system.devices)} devices, "
+                    f"{len(system.links)} links"
+                )
             else:
                 workflow = load_workflow(path)
                 resolve_cpu(workflow.measured_on, catalog, file=path, field="measured_on")
                 workflows.append((path, workflow))
-                print(f"ok: {path}: workflow {workflow.workflow!r}, {len(workflow.stages)} "
-                      f"stages, {len(workflow.edges)} edges")
+                print(
+                    f"ok: {path}: workflow {workflow.workflow!r}, {len(workflow.stages)} "
+                    f"stages, {len(workflow.edges)} edges"
+                )
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
@@ -244,16 +267,21 @@ def _validate(args: argparse.Namespace) -> int:
             for system_path, system in systems:
                 try:
                     problem = compile_problem(
-                        workflow, system, catalog,
-                        workflow_file=workflow_path, system_file=system_path,
+                        workflow,
+                        system,
+                        catalog,
+                        workflow_file=workflow_path,
+                        system_file=system_path,
                         catalog_dir=Path(catalog_dir),
                     )
                 except InputError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     failed = True
                     continue
-                print(f"ok: {workflow.workflow} on {system.system}: "
-                      f"{problem.space_size:,} assignments")
+                print(
+                    f"ok: {workflow.workflow} on {system.system}: "
+                    f"{problem.space_size:,} assignments"
+                )
     return EXIT_INVALID_INPUT if failed else EXIT_OK
 
 

@@ -72,10 +72,12 @@ class CompiledProblem:
 
     @property
     def n_stages(self) -> int:
+        """Number of stages."""
         return len(self.stage_ids)
 
     @property
     def n_devices(self) -> int:
+        """Number of devices."""
         return len(self.device_ids)
 
     @property
@@ -157,15 +159,26 @@ def compile_problem(
     radices = np.array([len(a) for a in allowed], dtype=np.int64)
 
     stage_time_s = _stage_times(
-        workflow, system, reference, cpus, device_cores, allowed,
-        workflow_file=workflow_file, system_file=system_file,
+        workflow,
+        system,
+        reference,
+        cpus,
+        device_cores,
+        allowed,
+        workflow_file=workflow_file,
+        system_file=system_file,
     )
 
     edge_source = np.array([stage_index[e.source] for e in workflow.edges], dtype=np.int64)
     edge_target = np.array([stage_index[e.target] for e in workflow.edges], dtype=np.int64)
     edge_bytes = np.array([e.bytes for e in workflow.edges], dtype=np.int64)
     edge_transfer_s = _transfer_times(
-        workflow, system, allowed, edge_source, edge_target, device_index,
+        workflow,
+        system,
+        allowed,
+        edge_source,
+        edge_target,
+        device_index,
         system_file=system_file,
     )
 
@@ -232,6 +245,7 @@ def _stage_times(
     system_file: str,
 ) -> np.ndarray:
     n_stages, n_devices = len(workflow.stages), len(system.devices)
+    reference_cores = int(reference.cores or 0)  # compile_problem rejected a missing count
     times = np.full((n_stages, n_devices), np.nan)
     for s, stage in enumerate(workflow.stages):
         ref_per_core = _per_core(reference, stage.score)
@@ -244,7 +258,7 @@ def _stage_times(
                 file=workflow_file,
                 field=f"stages[{s}].score",
             )
-        ref_work = ref_per_core * min(stage.threads, reference.cores)
+        ref_work = ref_per_core * min(stage.threads, reference_cores)
         for d in allowed[s]:
             device = system.devices[d]
             cpu = cpus[device.id]

@@ -75,9 +75,7 @@ class Evaluation:
             return Evaluation(
                 pattern_index=np.empty(0, dtype=np.int64),
                 placements=np.empty((0, n_stages), dtype=np.int16),
-                metrics={
-                    name: np.empty(0, dtype=_metric_dtype(name)) for name in METRIC_COLUMNS
-                },
+                metrics={name: np.empty(0, dtype=_metric_dtype(name)) for name in METRIC_COLUMNS},
             )
         return Evaluation(
             pattern_index=np.concatenate([p.pattern_index for p in parts]),

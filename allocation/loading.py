@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,28 @@ _KNOWN_FIELDS = sorted(
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-3`` and ``6e6`` as numbers.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so
+    ``1e-3`` would be read as a string; YAML 1.2 and JSON read it as a number.
+    """
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
 def read_document(path: str | Path) -> Any:
     """Parse a YAML or JSON file into plain Python values.
 
@@ -95,7 +118,7 @@ def read_document(path: str | Path) -> Any:
         if path.suffix.lower() == ".json":
             document = json.loads(text, parse_constant=_reject_constant)
         else:
-            document = yaml.safe_load(text)
+            document = yaml.load(text, Loader=_SafeLoader)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=path
@@ -186,21 +209,22 @@ def _validate(
 
 def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
     """Turn the first pydantic error into an InputError with a readable field path."""
-    error = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # An unknown field is often a misspelt required one: report it first, with a hint.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
     loc = [part for part in error["loc"] if part not in _UNION_TAGS]
     kind = error["type"]
     field = _field_path(loc)
 
     if kind == "missing":
         parent = _field_path(loc[:-1])
-        return InputError(
-            f"missing required field {loc[-1]!r}", file=path, field=parent or None
-        )
+        return InputError(f"missing required field {loc[-1]!r}", file=path, field=parent or None)
     if kind == "extra_forbidden":
         name = str(loc[-1])
         return InputError(
-            f"unknown field {name!r}" + _did_you_mean(name, _KNOWN_FIELDS)
-            + "; remove it or correct its name",
+            f"unknown field {name!r}{_did_you_mean(name, _KNOWN_FIELDS, style='brackets')}; "
+            "remove it or correct its name",
             file=path,
             field=_field_path(loc[:-1]) or None,
         )
@@ -208,10 +232,18 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    if kind in {"finite_number"}:
+    if kind == "finite_number":
         message = "expected a finite number (not NaN or infinity)"
+    elif kind == "string_pattern_mismatch":
+        message = (
+            "expected an id made of letters, digits, '_', '.' and '-' only, so that it is "
+            "safe in file names, column names and charts"
+        )
     return InputError(
-        _expected(message), file=path, field=field or None, value=error.get("input"),
+        _expected(message),
+        file=path,
+        field=field or None,
+        value=error.get("input"),
         has_value=True,
     )
 
@@ -233,9 +265,13 @@ def _field_path(loc: Iterable[Any]) -> str:
     return text
 
 
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def _did_you_mean(name: str, candidates: Iterable[str], *, style: str = "clause") -> str:
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
+    if not matches:
+        return ""
+    if style == "brackets":
+        return f" (did you mean {matches[0]!r}?)"
+    return f"; did you mean {matches[0]!r}?"
 
 
 def _check_size(document: Any, path: str | Path) -> None:
@@ -305,7 +341,8 @@ def _check_workflow_graph(workflow: Workflow, path: str | Path) -> None:
     )
     if cycle:
         raise InputError(
-            "the edges form a cycle: " + " -> ".join(cycle)
+            "the edges form a cycle: "
+            + " -> ".join(cycle)
             + "; a workflow must be a directed acyclic graph",
             file=path,
             field="edges",
@@ -330,7 +367,7 @@ def _find_cycle(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
                 stack[-1] = (node, i + 1)
                 child = successors[node][i]
                 if state[child] == 1:
-                    return path[path.index(child) :] + [child]
+                    return [*path[path.index(child) :], child]
                 if state[child] == 0:
                     state[child] = 1
                     stack.append((child, 0))
@@ -373,4 +410,3 @@ def _check_system(system: System, path: str | Path) -> None:
                 field=f"links[{i}]",
             )
         seen[pair] = i
-

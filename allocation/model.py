@@ -187,6 +187,10 @@ class Link(_Strict):
         return value
 
 
+def _default_objectives() -> list[Objective]:
+    return ["latency_s", "cost_usd"]
+
+
 class System(_Strict):
     """Devices, links, pricing and the objectives of a sweep."""
 
@@ -195,9 +199,7 @@ class System(_Strict):
     runs_per_month: int | None = Field(default=None, ge=0, le=10**15)
     devices: list[Device] = Field(min_length=1, max_length=255)
     links: list[Link] = Field(default_factory=list)
-    objectives: list[Objective] = Field(
-        default_factory=lambda: ["latency_s", "cost_usd"], min_length=1
-    )
+    objectives: list[Objective] = Field(default_factory=_default_objectives, min_length=1)
 
     @field_validator("objectives")
     @classmethod
@@ -209,7 +211,5 @@ class System(_Strict):
     @model_validator(mode="after")
     def _monthly_needs_runs(self) -> System:
         if "monthly_cost_usd" in self.objectives and self.runs_per_month is None:
-            raise ValueError(
-                "objective monthly_cost_usd needs runs_per_month; set runs_per_month"
-            )
+            raise ValueError("objective monthly_cost_usd needs runs_per_month; set runs_per_month")
         return self

@@ -110,7 +110,7 @@ def _dominates_any(front: np.ndarray, block: np.ndarray) -> np.ndarray:
     q = block[None, :, :]
     at_least = (p <= _upper(q)).all(axis=2)
     better = (p < _lower(q)).any(axis=2)
-    return (at_least & better).any(axis=0)
+    return np.asarray((at_least & better).any(axis=0))
 
 
 def _nondominated_kd(values: np.ndarray) -> np.ndarray:
@@ -137,16 +137,27 @@ def _merge_equivalent(
     sort = np.lexsort(front.T[::-1])
     rows = rows[sort]
     front = front[sort]
+    m = len(rows)
 
-    # Equivalent rows are adjacent in this order; a new group starts where a row is not
-    # equal, within the tolerance, to the one before it in every objective.
-    previous = front[:-1]
-    current = front[1:]
-    scale = np.maximum(np.abs(previous), np.abs(current))
-    same = (np.abs(current - previous) <= RELATIVE_TOLERANCE * scale).all(axis=1)
-    group = np.concatenate([[0], np.cumsum(~same)])
+    # Equivalent rows lie within the tolerance band of each other in the first
+    # objective, so compare each row with the rows after it while they are in that band
+    # (usually none or one), and join equal pairs with a union-find.
+    parent = np.arange(m)
+    offset = 1
+    while offset < m:
+        in_band = front[offset:, 0] <= _upper(front[:-offset, 0])
+        if not in_band.any():
+            break
+        a, b = front[:-offset], front[offset:]
+        scale = np.maximum(np.abs(a), np.abs(b))
+        same = in_band & (np.abs(b - a) <= RELATIVE_TOLERANCE * scale).all(axis=1)
+        for i in np.flatnonzero(same).tolist():
+            _union(parent, i, i + offset)
+        offset += 1
+    roots = np.array([_find(parent, i) for i in range(m)], dtype=np.intp)
+    _, group = np.unique(roots, return_inverse=True)
 
-    n_groups = int(group[-1]) + 1
+    n_groups = int(group.max()) + 1
     group_counts = np.zeros(n_groups, dtype=np.int64)
     np.add.at(group_counts, group, counts[rows])
     # Representative: the smallest enumeration order within each group.
@@ -154,3 +165,16 @@ def _merge_equivalent(
     first = np.flatnonzero(np.concatenate([[True], group[by_order][1:] != group[by_order][:-1]]))
     representatives = rows[by_order[first]]
     return representatives, group_counts
+
+
+def _find(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = int(parent[i])
+    return i
+
+
+def _union(parent: np.ndarray, i: int, j: int) -> None:
+    root_i, root_j = _find(parent, i), _find(parent, j)
+    if root_i != root_j:
+        parent[max(root_i, root_j)] = min(root_i, root_j)

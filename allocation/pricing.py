@@ -144,8 +144,7 @@ def create_provider(
         provider_class = registered[name].load()
     except Exception as exc:
         raise ProviderError(
-            f"pricing provider {name!r} could not be loaded from "
-            f"{registered[name].value}: {exc}"
+            f"pricing provider {name!r} could not be loaded from {registered[name].value}: {exc}"
         ) from exc
 
     version = getattr(provider_class, "api_version", None)
@@ -162,7 +161,9 @@ def create_provider(
     return provider
 
 
-def check_cost_array(values: Any, n: int, *, provider: str, device_id: str, what: str) -> np.ndarray:
+def check_cost_array(
+    values: Any, n: int, *, provider: str, device_id: str, what: str
+) -> np.ndarray:
     """Check an array returned by a provider: shape (n,), finite, not negative.
 
     Raises

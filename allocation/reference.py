@@ -45,7 +45,7 @@ def reference_assignments(workflow: Workflow, system: System) -> Iterator[dict[s
 
 
 def _per_core(cpu: Any, figure: str) -> float:
-    value = cpu.figures[figure]
+    value = float(cpu.figures[figure])
     return value if figure == "single_thread" else value / cpu.cores
 
 
@@ -57,13 +57,14 @@ def reference_evaluate(
     devices = {d.id: d for d in system.devices}
 
     stage_time = {}
+    reference_cores = int(reference.cores or 0)  # compile_problem rejected a missing count
     for stage in workflow.stages:
         device = devices[placement[stage.id]]
         cpu = problem.cpus[device.id]
-        cores = device.cores if device.cores is not None else cpu.cores
+        cores = int(device.cores or cpu.cores or 0)
         stage_time[stage.id] = (
             stage.time_s
-            * (_per_core(reference, stage.score) * min(stage.threads, reference.cores))
+            * (_per_core(reference, stage.score) * min(stage.threads, reference_cores))
             / (_per_core(cpu, stage.score) * min(stage.threads, cores))
         )
 
@@ -79,8 +80,8 @@ def reference_evaluate(
             transfer[(edge.source, edge.target)] = 0.0
         else:
             link = links[(a, b)]
-            transfer[(edge.source, edge.target)] = (
-                link.latency_ms / 1000 + edge.bytes * 8 / (link.bandwidth_mbps * 10**6)
+            transfer[(edge.source, edge.target)] = link.latency_ms / 1000 + edge.bytes * 8 / (
+                link.bandwidth_mbps * 10**6
             )
 
     # Longest path by memoised recursion over predecessors.
@@ -195,9 +196,7 @@ def reference_front(points: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
     front point, represented by the first of them and counted together. Rows are
     returned in enumeration order.
     """
-    nondominated = [
-        i for i, q in enumerate(points) if not any(_dominates(p, q) for p in points)
-    ]
+    nondominated = [i for i, q in enumerate(points) if not any(_dominates(p, q) for p in points)]
     representatives: list[int] = []
     counts: dict[int, int] = {}
     for i in nondominated:

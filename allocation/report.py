@@ -67,10 +67,10 @@ _MISSING = "–"
 def escape_markdown(text: object) -> str:
     r"""Escape text so that markdown and HTML renderers show it as plain text.
 
-    ``&``, ``<``, ``>``, ``|`` and backticks become HTML character references; ``\``,
-    ``*``, ``_``, ``[``, ``]``, ``~`` and ``$`` get a backslash; line breaks of every
-    kind become spaces. The result is safe in prose and in table cells, but not as the
-    first characters of a line, where ``#``, ``-`` or ``1.`` would still start a block.
+    ``&``, ``<``, ``>``, ``|`` and backticks become HTML character references.
+    ``\``, ``*``, ``_``, ``[``, ``]``, ``~`` and ``$`` get a backslash, and line breaks
+    of every kind become spaces. The result is safe in prose and in table cells, but
+    not at the start of a line, where ``#``, ``-`` or ``1.`` would still start a block.
 
     Examples
     --------
@@ -231,19 +231,20 @@ def _candidates_table(summary: SweepSummary) -> str:
     return _table(header, rows, [False, False] + [True] * len(names) + [True])
 
 
-def _comparison(summary: SweepSummary, baseline: pd.Series, winner: pd.Series) -> str:
+def _comparison(
+    summary: SweepSummary, baseline: pd.Series, winner: pd.Series, digits: dict[str, int]
+) -> str:
     """Describe how much better `winner` is than `baseline` on every objective."""
-    digits = _metric_digits(summary)
     parts = []
     for name in summary.problem.objectives:
-        theirs = _float_or_none(winner[name])
-        ours = _float_or_none(baseline[name])
+        winner_value = _float_or_none(winner[name])
+        baseline_value = _float_or_none(baseline[name])
         text = (
-            f"{_METRICS[name][2]} {_format_metric(name, theirs, digits[name])} instead of "
-            f"{_format_metric(name, ours, digits[name])}"
+            f"{_METRICS[name][2]} {_format_metric(name, winner_value, digits[name])} instead of "
+            f"{_format_metric(name, baseline_value, digits[name])}"
         )
-        if theirs is not None and ours:
-            text += f" ({(theirs - ours) / ours * 100:+.3g} %)"
+        if winner_value is not None and baseline_value:
+            text += f" ({(winner_value - baseline_value) / baseline_value * 100:+.3g} %)"
         parts.append(text)
     return "; ".join(parts)
 
@@ -252,13 +253,14 @@ def _baselines_section(summary: SweepSummary) -> str:
     baselines = summary.baselines
     if len(baselines) == 0 or "on_front" not in baselines.columns:
         return (
-            "No device can run every stage that is free to move, so there is no "
+            "No device can run every stage that has a choice of devices, so there is no "
             "all-on-one-device baseline."
         )
     names = _metric_names(summary)
     digits = _metric_digits(summary)
     by_label = {str(row["label"]): row for _, row in summary.candidates.iterrows()}
-    header = ["Baseline"] + [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names] + ["Front"]
+
+    # One table row per baseline, and one note per dominated baseline.
     rows = []
     notes = []
     for _, row in baselines.iterrows():
@@ -270,15 +272,16 @@ def _baselines_section(summary: SweepSummary) -> str:
             status = f"dominated by candidate {escape_markdown(label)}"
             notes.append(
                 f"- {name} is dominated by candidate {escape_markdown(label)}: "
-                f"{_comparison(summary, row, by_label[label])}."
+                f"{_comparison(summary, row, by_label[label], digits)}."
             )
         else:
             status = "not on the front"
-        cells = [name] + [_format_metric(n, row[n], digits[n]) for n in names] + [status]
-        rows.append(cells)
+        rows.append([name] + [_format_metric(n, row[n], digits[n]) for n in names] + [status])
+
+    header = ["Baseline"] + [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names] + ["Front"]
     text = (
-        "Each baseline puts every stage on one device, except stages pinned elsewhere.\n\n"
-        + _table(header, rows, [False] + [True] * len(names) + [False])
+        "Each baseline puts every stage on one device, except stages that can run only "
+        "on another device.\n\n" + _table(header, rows, [False] + [True] * len(names) + [False])
     )
     if notes:
         text += "\n\n" + "\n".join(notes)
@@ -325,11 +328,12 @@ def _links_table(summary: SweepSummary) -> str:
 
 def _cpus_table(summary: SweepSummary) -> str:
     cores_used = {d.id: d.cores for d in summary.system.devices}
-    header = ["Role", "CPU", "Cores", "Cores used", *SCORE_FIGURES, "Source", "As of"]
+    figure_names = [escape_markdown(name) for name in SCORE_FIGURES]
+    header = ["Role", "CPU", "Cores", "Cores used", *figure_names, "Source", "As of"]
     rows = []
     for key, cpu in summary.problem.cpus.items():
         if key == "measured_on":
-            role = "reference PC (measured_on)"
+            role = "reference PC (measured\\_on)"
             used = _MISSING
         else:
             role = f"device {escape_markdown(key)}"
@@ -418,8 +422,9 @@ def _timings_table(summary: SweepSummary) -> str:
 
 
 _ESTIMATION_NOTES = (
-    "- Stage times are scaled from the reference PC by the ratio of the CPUs' per-core "
-    "benchmark figures, times the cores the stage can use on each.\n"
+    "- A stage's time on a device is its time on the reference PC times the ratio of "
+    "per-core benchmark figure × usable cores, reference over device, where usable "
+    "cores are min(threads, cores) of each CPU.\n"
     "- A transfer between devices takes the link latency plus bytes × 8 / bandwidth; "
     "latency is the longest path through the workflow graph.\n"
     "- Cost per run is charged at the first-tier rates, without free tiers."
@@ -506,7 +511,7 @@ def render_summary_markdown(summary: SweepSummary, *, png_data_uri: str | None) 
 
 
 def _json_native(value: Any) -> str | int | float | bool | None:
-    """Convert a table cell to a JSON-native value; null, NaN and infinities to None."""
+    """Convert a table cell to a JSON-native value, with None for null, NaN and infinity."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (bool, np.bool_)):

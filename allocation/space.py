@@ -84,6 +84,5 @@ def plan_chunks(space_size: int, *, chunk_size: int) -> list[tuple[int, int]]:
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     return [
-        (start, min(start + chunk_size, space_size))
-        for start in range(0, space_size, chunk_size)
+        (start, min(start + chunk_size, space_size)) for start in range(0, space_size, chunk_size)
     ]

@@ -126,7 +126,11 @@ def sweep(
     problem = study.problem
     timings["load_compile_s"] = time.perf_counter() - started
     space_size = problem.space_size
-    target = Path(out_dir) if out_dir else Path("results") / f"{problem.workflow_name}--{problem.system_name}"
+    target = (
+        Path(out_dir)
+        if out_dir
+        else Path("results") / f"{problem.workflow_name}--{problem.system_name}"
+    )
 
     # Plan.
     mark = time.perf_counter()
@@ -165,7 +169,10 @@ def sweep(
     timings["merge_s"] = merge_s
     logger.info(
         "Evaluated %d assignments in %.3f s in %d chunks; %d on the Pareto front",
-        space_size, timings["evaluate_s"], len(chunks), len(front),
+        space_size,
+        timings["evaluate_s"],
+        len(chunks),
+        len(front),
     )
 
     # Tables: candidates, baselines, patterns.
@@ -221,7 +228,14 @@ def sweep(
         timings["total_s"] = time.perf_counter() - started
         path_for("report.md").write_text(render_report_md(summary), "utf-8")
         write_json(_run_metadata(study, summary, chunks, size, timings), path_for("run.json"))
-        files = ["front.parquet", "patterns.parquet", "report.md", "chart.html", "chart.png", "run.json"]
+        files = [
+            "front.parquet",
+            "patterns.parquet",
+            "report.md",
+            "chart.html",
+            "chart.png",
+            "run.json",
+        ]
 
     logger.info("Wrote %s", target)
     return SweepOutcome(

@@ -1,11 +1,12 @@
 """Seeded random workflow and system models for comparing the engine with the reference.
 
-`random_problem(seed)` builds a small problem that exercises one mix of features:
-chains, trees and general DAGs (several sources and sinks, isolated stages, stages listed
-out of topological order), 1 to 9 stages on 2 to 4 devices, pins and allowed sets,
-zero-byte edges and zero-time stages, links with and without ``latency_ms``, up to three
-devices priced by the ``flat`` provider, and one, two or three objectives. Every space
-has at most `MAX_SPACE` assignments so that the pure-Python reference stays fast.
+`random_problem(seed)` builds a small problem with 1 to 9 stages on 2 to 4 devices. The
+graph is a chain, a forest or a general DAG, with several sources and sinks, isolated
+stages, and stages listed out of topological order. Stages may have pins and allowed
+sets, edges may carry zero bytes and stages may take zero time. Links come with and
+without ``latency_ms``, up to three devices are priced by the ``flat`` provider, and
+there are one, two or three objectives. Every space has at most `MAX_SPACE` assignments,
+so that the pure-Python reference stays fast.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def random_problem(seed: int) -> tuple[Workflow, System]:
     """Build the workflow and system of one random problem, the same for the same seed."""
     rng = random.Random(seed)
 
-    # One problem in ten gets many stages on four devices, so that large spaces occur.
-    large = rng.random() < 0.1
+    # One problem in twenty gets many stages on four devices, so that large spaces occur.
+    large = rng.random() < 0.05
     device_ids = list(_DEVICE_IDS[: 4 if large else rng.randint(2, 4)])
     rng.shuffle(device_ids)
     n_stages = rng.randint(6, 9) if large else rng.randint(1, 9)
@@ -71,13 +72,14 @@ def random_problem(seed: int) -> tuple[Workflow, System]:
 
     system: dict[str, Any] = {
         "system": f"random-system-{seed}",
-        "devices": _random_devices(rng, device_ids, used_figures),
+        "devices": _random_devices(rng, device_ids, used_figures, share_cpus=space_size <= 500),
         "links": _random_links(rng, stages, edges, device_ids),
     }
     if rng.random() < 0.5:
         system["runs_per_month"] = rng.choice([0, 1, 1000, rng.randint(1, 10**7)])
-    # Large spaces keep the default objectives: a single objective such as upload_bytes
-    # can make thousands of assignments equivalent, and the reference front is quadratic.
+    # Large spaces keep the default objectives, because a single objective such as
+    # upload_bytes can make thousands of assignments equivalent and the reference front
+    # takes time quadratic in their number.
     if space_size <= 500 and rng.random() < 0.6:
         system["objectives"] = _random_objectives(rng, has_runs="runs_per_month" in system)
 
@@ -85,8 +87,8 @@ def random_problem(seed: int) -> tuple[Workflow, System]:
 
 
 def _random_edges(rng: random.Random, stage_ids: list[str]) -> list[dict[str, Any]]:
-    # The stages are listed in file order; `rank` is a topological order that differs
-    # from it, so that the engine cannot rely on edges pointing forward in the file.
+    # Edges follow `rank`, a topological order that mostly differs from the file order,
+    # so that the engine cannot rely on edges pointing forward in the file.
     rank = list(stage_ids)
     if rng.random() < 0.7:
         rng.shuffle(rank)
@@ -151,7 +153,7 @@ def _restrict_devices(
         elif roll < 0.3:
             stage["allowed"] = rng.sample(device_ids, rng.randint(1, len(device_ids)))
         elif roll < 0.35:
-            # A pin with an allowed set that contains it: the pin decides.
+            # A pin inside an allowed set, which the pin overrides.
             allowed = rng.sample(device_ids, rng.randint(1, len(device_ids)))
             stage["allowed"] = allowed
             stage["pin"] = rng.choice(allowed)
@@ -184,15 +186,16 @@ def _random_cpu(rng: random.Random, name: str, used_figures: set[str]) -> dict[s
 
 
 def _random_devices(
-    rng: random.Random, device_ids: list[str], used_figures: set[str]
+    rng: random.Random, device_ids: list[str], used_figures: set[str], *, share_cpus: bool
 ) -> list[dict[str, Any]]:
     n_priced = rng.randint(0, min(3, len(device_ids)))
     priced = set(rng.sample(device_ids, n_priced))
     devices = []
     for d, device_id in enumerate(device_ids):
-        if d > 0 and rng.random() < 0.2:
-            # The same CPU as the previous device: assignments that differ only in the
-            # choice between the two tie, which exercises the duplicate rule.
+        if share_cpus and d > 0 and rng.random() < 0.2:
+            # Reuse the previous device's CPU, so that assignments that differ only in the
+            # choice between the two tie and exercise the duplicate rule. Large spaces
+            # skip this, because thousands of ties make the reference front slow.
             cpu = devices[-1]["cpu"]
         else:
             cpu = _random_cpu(rng, f"CPU of {device_id} «{d}»", used_figures)
@@ -243,9 +246,7 @@ def _random_links(
             for b in devices_of[edge["to"]]
             if a != b
         }
-        pairs = [
-            pair for pair in every_pair if frozenset(pair) in needed or rng.random() < 0.3
-        ]
+        pairs = [pair for pair in every_pair if frozenset(pair) in needed or rng.random() < 0.3]
 
     links = []
     for a, b in pairs:
@@ -267,7 +268,9 @@ def _random_objectives(rng: random.Random, *, has_runs: bool) -> list[str]:
     roll = rng.random()
     if roll < 0.25:
         return ["latency_s", "cost_usd"] if rng.random() < 0.5 else ["cost_usd", "latency_s"]
-    extra = ["comm_s", "upload_bytes", "download_bytes"] + (["monthly_cost_usd"] if has_runs else [])
+    extra = ["comm_s", "upload_bytes", "download_bytes"] + (
+        ["monthly_cost_usd"] if has_runs else []
+    )
     if roll < 0.6:
         return [rng.choice(["latency_s", "cost_usd", *extra])]
     return ["latency_s", "cost_usd", rng.choice(extra)]

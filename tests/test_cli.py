@@ -17,7 +17,9 @@ OBJECT_DETECTION = CATALOGS / "workflows" / "object-detection.yaml"
 EDGE_CLOUD = CATALOGS / "systems" / "edge-cloud.yaml"
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     environment = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "allocation.cli", *args],
@@ -56,7 +58,13 @@ def test_sweep_invalid_writes_nothing(tmp_path: Path) -> None:
     bad.write_text(EDGE_CLOUD.read_text().replace("bandwidth_mbps: 100", "bandwidth_mbps: 0"))
     out = tmp_path / "out"
     result = run_cli(
-        "sweep", str(OBJECT_DETECTION), str(bad), "--catalog", str(CATALOGS), "--out", str(out),
+        "sweep",
+        str(OBJECT_DETECTION),
+        str(bad),
+        "--catalog",
+        str(CATALOGS),
+        "--out",
+        str(out),
         cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
@@ -82,21 +90,37 @@ def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
     """One real run in Prefect's embedded mode, as the README's first command does."""
     env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
     result = run_cli(
-        "sweep", str(OBJECT_DETECTION), str(EDGE_CLOUD), "--catalog", str(CATALOGS),
-        cwd=tmp_path, env=env,
+        "sweep",
+        str(OBJECT_DETECTION),
+        str(EDGE_CLOUD),
+        "--catalog",
+        str(CATALOGS),
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "Pareto front" in result.stdout
 
     out = tmp_path / "results" / "object-detection--edge-cloud"
-    for name in ("front.parquet", "patterns.parquet", "report.md", "chart.html", "chart.png",
-                 "run.json"):
+    for name in (
+        "front.parquet",
+        "patterns.parquet",
+        "report.md",
+        "chart.html",
+        "chart.png",
+        "run.json",
+    ):
         assert (out / name).is_file(), name
     front = pq.read_table(out / "front.parquet").to_pandas()
     assert list(front.columns[:7]) == [
-        "latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes",
-        "monthly_cost_usd", "equivalent_count",
+        "latency_s",
+        "cost_usd",
+        "comm_s",
+        "upload_bytes",
+        "download_bytes",
+        "monthly_cost_usd",
+        "equivalent_count",
     ]
     assert len(pq.read_table(out / "patterns.parquet")) == 128
     run = json.loads((out / "run.json").read_text())

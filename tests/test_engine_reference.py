@@ -16,9 +16,15 @@ import numpy as np
 import pytest
 
 from allocation.compile import CompiledProblem, compile_problem
-from allocation.estimate import METRIC_COLUMNS, Evaluation, evaluate_chunk
+from allocation.estimate import (
+    METRIC_COLUMNS,
+    Evaluation,
+    evaluate_chunk,
+    stage_times_of,
+    usage_of,
+)
 from allocation.model import System, Workflow
-from allocation.reference import reference_sweep
+from allocation.reference import _reference_usage, reference_sweep
 from allocation.sweep import PartialFront, front_of, merge_fronts, sweep_chunk, sweep_in_process
 from tests.problems import EMPTY_CATALOG, random_problem
 
@@ -27,18 +33,21 @@ PROPERTY_SEEDS = range(1000, 1030)
 RELATIVE_TOLERANCE = 1e-9
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problem(seed: int) -> tuple[Workflow, System, CompiledProblem]:
     workflow, system = random_problem(seed)
     return workflow, system, compile_problem(workflow, system, EMPTY_CATALOG)
 
 
-@functools.lru_cache(maxsize=None)
-def _reference(seed: int) -> tuple[list[dict[str, str]], dict[str, np.ndarray], list[tuple[int, int]]]:
+@functools.cache
+def _reference(
+    seed: int,
+) -> tuple[list[dict[str, str]], dict[str, np.ndarray], list[tuple[int, int]]]:
     workflow, system, problem = _problem(seed)
     assignments, metrics, front = reference_sweep(workflow, system, problem)
     columns = {
-        name: np.array([row[name] for row in metrics], dtype=_dtype(name)) for name in METRIC_COLUMNS
+        name: np.array([row[name] for row in metrics], dtype=_dtype(name))
+        for name in METRIC_COLUMNS
     }
     return assignments, columns, front
 
@@ -83,7 +92,12 @@ def test_metrics_match_reference(seed: int) -> None:
             np.testing.assert_array_equal(actual, expected[name], err_msg=name)
         else:
             np.testing.assert_allclose(
-                actual, expected[name], rtol=RELATIVE_TOLERANCE, atol=0, equal_nan=True, err_msg=name
+                actual,
+                expected[name],
+                rtol=RELATIVE_TOLERANCE,
+                atol=0,
+                equal_nan=True,
+                err_msg=name,
             )
 
 
@@ -101,6 +115,36 @@ def test_front_matches_reference(seed: int) -> None:
     assert _pairs(front) == sorted(expected_front)
     assert _pairs(whole) == sorted(expected_front)
     np.testing.assert_array_equal(patterns.pattern_index, np.arange(problem.space_size))
+
+
+@pytest.mark.parametrize("seed", PROPERTY_SEEDS)
+def test_usage_matches_reference(seed: int) -> None:
+    # The flat provider ignores invocation durations, so the cost comparison above does
+    # not check them. This compares the usage of every device directly.
+    workflow, _, problem = _problem(seed)
+    assignments, _, _ = _reference(seed)
+    evaluation = evaluate_chunk(problem, 0, problem.space_size)
+    times = stage_times_of(problem, evaluation.placements)
+
+    for d, device_id in enumerate(problem.device_ids):
+        usage = usage_of(problem, evaluation.placements, times, d)
+        for row, assignment in enumerate(assignments):
+            stage_time = dict(zip(problem.stage_ids, times[row].tolist(), strict=True))
+            expected = _reference_usage(workflow, assignment, stage_time, device_id)
+            where = f"device {device_id}, assignment {row}"
+            assert usage.invocations[row] == expected["invocations"], where
+            assert usage.bytes_in[row] == expected["bytes_in"], where
+            assert usage.bytes_out[row] == expected["bytes_out"], where
+            np.testing.assert_allclose(
+                usage.compute_s[row], expected["compute_s"], rtol=RELATIVE_TOLERANCE, err_msg=where
+            )
+            np.testing.assert_allclose(
+                usage.invocation_s[row],
+                expected["invocation_s"],
+                rtol=RELATIVE_TOLERANCE,
+                atol=0,
+                err_msg=where,
+            )
 
 
 @pytest.mark.parametrize("seed", PROPERTY_SEEDS)
@@ -126,8 +170,8 @@ def test_merge_grouping_keeps_front(seed: int) -> None:
     expected = _pairs(merge_fronts(problem, fronts))
 
     for trial in range(5):
-        # Merge random groups of neighbours in a shuffled list until one front is left:
-        # a random grouping and order of the same partial fronts.
+        # Merge random groups of neighbours in a shuffled list until one front is left,
+        # which gives a random grouping and order of the same partial fronts.
         pending = list(fronts)
         rng.shuffle(pending)
         while len(pending) > 1:

@@ -21,13 +21,13 @@ measured_on: {name: "Reference <b>PC</b>", cores: 4, single_thread: 2000}
 stages:
   - {id: cam, time_s: 0.1, pin: edge}
   - {id: pre.process, time_s: 0.2}
-  - {id: "infer[0]", time_s: 1.5, threads: 2}
+  - {id: infer.v2, name: "infer[0] <i>net</i>", time_s: 1.5, threads: 2}
   - {id: post, time_s: 0.05}
   - {id: show, time_s: 0.01, pin: edge}
 edges:
   - {from: cam, to: pre.process, bytes: 6220800}
-  - {from: pre.process, to: "infer[0]", bytes: 1200000}
-  - {from: "infer[0]", to: post, bytes: 40000}
+  - {from: pre.process, to: infer.v2, bytes: 1200000}
+  - {from: infer.v2, to: post, bytes: 40000}
   - {from: post, to: show, bytes: 0}
 """
 
@@ -41,7 +41,11 @@ devices:
     cpu: {name: Gateway CPU, cores: 4, single_thread: 1200}
   - id: cloud
     cpu: {name: Cloud CPU, cores: 2, single_thread: 2500}
-    pricing: {provider: flat, usd_per_compute_s: 0.0000333, usd_per_invocation: 0.0000002, usd_per_gb_out: 0.114}
+    pricing:
+      provider: flat
+      usd_per_compute_s: 0.0000333
+      usd_per_invocation: 0.0000002
+      usd_per_gb_out: 0.114
 links:
   - {between: [edge, cloud], bandwidth_mbps: 100}
   - {between: [edge, gateway], bandwidth_mbps: 1000, latency_ms: 1}
@@ -58,7 +62,9 @@ def inputs(tmp_path: Path) -> tuple[Path, Path]:
     return workflow, system
 
 
-def test_flow_front_matches_engine(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_flow_front_matches_engine(
+    prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
     workflow, system = inputs
     out = tmp_path / "out"
     outcome = sweep(str(workflow), str(system), str(CATALOGS), str(out), chunk_size=5)
@@ -68,25 +74,41 @@ def test_flow_front_matches_engine(prefect_harness: None, inputs: tuple[Path, Pa
     front = pq.read_table(out / "front.parquet").to_pandas()
     assert outcome.space_size == 27
     assert len(front) == len(expected)
-    assert sorted(front["latency_s"]) == pytest.approx(sorted(expected.evaluation.metrics["latency_s"]))
+    assert sorted(front["latency_s"]) == pytest.approx(
+        sorted(expected.evaluation.metrics["latency_s"])
+    )
     assert front["equivalent_count"].sum() == expected.equivalent_count.sum()
-    assert "at_infer[0]" in front.columns
+    assert "at_infer.v2" in front.columns
     assert np.isfinite(front["monthly_cost_usd"]).all()
 
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["chunks"] == 6
-    assert set(run["timings_s"]) >= {"load_compile_s", "evaluate_s", "merge_s", "charts_s", "total_s"}
+    assert set(run["timings_s"]) >= {
+        "load_compile_s",
+        "evaluate_s",
+        "merge_s",
+        "charts_s",
+        "total_s",
+    }
 
 
-def test_flow_chunk_size_keeps_front_bytes(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_flow_chunk_size_keeps_front_bytes(
+    prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
     workflow, system = inputs
     sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "a"), chunk_size=1)
     sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "b"), chunk_size=1000)
-    assert (tmp_path / "a" / "front.parquet").read_bytes() == (tmp_path / "b" / "front.parquet").read_bytes()
-    assert (tmp_path / "a" / "patterns.parquet").read_bytes() == (tmp_path / "b" / "patterns.parquet").read_bytes()
+    assert (tmp_path / "a" / "front.parquet").read_bytes() == (
+        tmp_path / "b" / "front.parquet"
+    ).read_bytes()
+    assert (tmp_path / "a" / "patterns.parquet").read_bytes() == (
+        tmp_path / "b" / "patterns.parquet"
+    ).read_bytes()
 
 
-def test_flow_publishes_artifacts(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_flow_publishes_artifacts(
+    prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -110,7 +132,9 @@ def test_flow_publishes_artifacts(prefect_harness: None, inputs: tuple[Path, Pat
     assert "<b>PC</b>" not in summaries[0].data
 
 
-def test_flow_samples_patterns_past_limit(prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_flow_samples_patterns_past_limit(
+    prefect_harness: None, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
     workflow, system = inputs
     sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "out"), max_patterns=10)
     patterns = pq.read_table(tmp_path / "out" / "patterns.parquet")

@@ -1,4 +1,4 @@
-"""Invalid workflow and system files: every error names the file, the field and the value.
+"""Invalid workflow and system files, and errors that name the file, field and value.
 
 Each case writes a real file under tmp_path, changes one thing in a valid document and
 checks the `InputError` message. Checks that need both files and the devices' CPUs run
@@ -27,7 +27,12 @@ DELETE = object()
 
 WORKFLOW: dict[str, Any] = {
     "workflow": "object-detection",
-    "measured_on": {"name": "Reference PC", "cores": 8, "single_thread": 2800.0, "cpu_mark": 17000.0},
+    "measured_on": {
+        "name": "Reference PC",
+        "cores": 8,
+        "single_thread": 2800.0,
+        "cpu_mark": 17000.0,
+    },
     "stages": [
         {"id": "decode", "time_s": 0.95},
         {"id": "detect", "time_s": 2.5, "threads": 4, "score": "cpu_mark"},
@@ -44,7 +49,12 @@ SYSTEM: dict[str, Any] = {
     "devices": [
         {
             "id": "edge",
-            "cpu": {"name": "Broadcom BCM2711", "cores": 4, "single_thread": 480.0, "cpu_mark": 1300.0},
+            "cpu": {
+                "name": "Broadcom BCM2711",
+                "cores": 4,
+                "single_thread": 480.0,
+                "cpu_mark": 1300.0,
+            },
         },
         {
             "id": "cloud",
@@ -261,7 +271,9 @@ def test_duplicate_device_id(tmp_path: Path) -> None:
 
 
 def test_link_to_unknown_device(tmp_path: Path) -> None:
-    file = _write(tmp_path, "system.yaml", _edited(SYSTEM, ("links", 0, "between"), ["edge", "clod"]))
+    file = _write(
+        tmp_path, "system.yaml", _edited(SYSTEM, ("links", 0, "between"), ["edge", "clod"])
+    )
 
     message = _load_error(load_system, file)
 
@@ -271,7 +283,9 @@ def test_link_to_unknown_device(tmp_path: Path) -> None:
 
 
 def test_link_to_same_device(tmp_path: Path) -> None:
-    file = _write(tmp_path, "system.yaml", _edited(SYSTEM, ("links", 0, "between"), ["edge", "edge"]))
+    file = _write(
+        tmp_path, "system.yaml", _edited(SYSTEM, ("links", 0, "between"), ["edge", "edge"])
+    )
 
     message = _load_error(load_system, file)
 
@@ -331,8 +345,8 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
 
 
 def test_alias_expansion_rejected(tmp_path: Path) -> None:
-    # Nine levels of lists, each repeating the level below nine times: a few hundred
-    # bytes of YAML that expand to 9**9 (about 387 million) values.
+    # Nine levels of lists, each repeating the level below nine times. A few hundred
+    # bytes of YAML expand to 9**9 (about 387 million) values.
     lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     for level in range(1, 9):
         lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]")
@@ -343,6 +357,37 @@ def test_alias_expansion_rejected(tmp_path: Path) -> None:
     message = _load_error(load_workflow, file)
 
     assert "expands" in message
+
+
+def test_recursive_alias_rejected(tmp_path: Path) -> None:
+    file = tmp_path / "flow.yaml"
+    file.write_text("workflow: &loop [*loop]\n", encoding="utf-8")
+
+    message = _load_error(load_workflow, file)
+
+    assert "expands" in message
+
+
+def test_whole_float_bytes_accepted(tmp_path: Path) -> None:
+    file = _write(tmp_path, "flow.yaml", _edited(WORKFLOW, ("edges", 0, "bytes"), 6.2208e6))
+
+    workflow = load_workflow(file)
+
+    assert workflow.edges[0].bytes == 6220800
+
+
+def test_exponent_without_dot_is_number(tmp_path: Path) -> None:
+    # YAML 1.2 and JSON read 1e-3 and 6e6 as numbers. PyYAML's YAML 1.1 resolver needs
+    # a dot in the mantissa and would hand the validator the strings "1e-3" and "6e6".
+    text = yaml.safe_dump(WORKFLOW, sort_keys=False)
+    text = text.replace("time_s: 0.1", "time_s: 1e-3").replace("bytes: 2048", "bytes: 6e6")
+    file = tmp_path / "flow.yaml"
+    file.write_text(text, encoding="utf-8")
+
+    workflow = load_workflow(file)
+
+    assert workflow.stages[2].time_s == 0.001
+    assert workflow.edges[1].bytes == 6_000_000
 
 
 def test_json_accepted(tmp_path: Path) -> None:
@@ -360,7 +405,9 @@ def test_json_accepted(tmp_path: Path) -> None:
 
 def test_json_nan_rejected(tmp_path: Path) -> None:
     file = tmp_path / "flow.json"
-    file.write_text(json.dumps(_edited(WORKFLOW, ("stages", 0, "time_s"), math.nan)), encoding="utf-8")
+    file.write_text(
+        json.dumps(_edited(WORKFLOW, ("stages", 0, "time_s"), math.nan)), encoding="utf-8"
+    )
 
     message = _load_error(load_workflow, file)
 

@@ -30,8 +30,8 @@ def _random_points(rng: np.random.Generator, kind: str, n: int, k: int) -> np.nd
         points[:, 0] = rng.choice([1.0, 3.0, 7.0], size=n)
         return points
     if kind == "within_tolerance":
-        # Grid points, each coordinate moved by at most 1e-11 relative: far inside the
-        # 1e-9 tolerance, while grid points differ by at least 10 %.
+        # Grid points with each coordinate moved by at most 1e-11 relative, far inside
+        # the 1e-9 tolerance. Distinct grid points differ by at least 7 %.
         grid = rng.integers(10, 14, size=(n, k)).astype(np.float64)
         return grid * (1.0 + rng.uniform(-1e-11, 1e-11, size=(n, k)))
     if kind == "zeros":
@@ -70,9 +70,7 @@ def test_large_front_matches_reference(k: int) -> None:
     order = np.arange(len(values), dtype=np.int64)
 
     keep, counts = pareto_front(values, order)
-    distinct, first, multiplicity = np.unique(
-        values, axis=0, return_index=True, return_counts=True
-    )
+    distinct, first, multiplicity = np.unique(values, axis=0, return_index=True, return_counts=True)
     by_first = np.argsort(first)
     expected = [
         (int(first[by_first[row]]), int(multiplicity[by_first[row]]))
@@ -189,8 +187,8 @@ def test_empty_input() -> None:
 
 
 def test_tolerance_makes_values_equal() -> None:
-    # 1 + 1e-10 equals 1 within the tolerance, so the second row is at least as good in
-    # the first objective and better in the second: it dominates the first row.
+    # 1 + 1e-10 equals 1 within the tolerance. The second row is therefore at least as
+    # good in the first objective and better in the second, so it dominates the first.
     values = np.array([[1.0, 2.0], [1.0 + 1e-10, 1.0]])
 
     keep, _ = pareto_front(values, np.arange(2))
@@ -199,7 +197,7 @@ def test_tolerance_makes_values_equal() -> None:
 
 
 def test_tolerance_keeps_distinct_values() -> None:
-    # 1 + 1e-8 is worse than 1 beyond the tolerance: neither row dominates the other.
+    # 1 + 1e-8 is worse than 1 beyond the tolerance, so neither row dominates the other.
     values = np.array([[1.0, 2.0], [1.0 + 1e-8, 1.0]])
 
     keep, counts = pareto_front(values, np.arange(2))
@@ -219,7 +217,7 @@ def test_zero_better_than_tiny() -> None:
 
 def test_equivalents_split_by_other_point() -> None:
     # Rows 0 and 2 are equal within the tolerance. Row 1 is also on the front and sorts
-    # between them by the first objective; rows 0 and 2 must still form one front point.
+    # between them by the first objective, but rows 0 and 2 still form one front point.
     values = np.array([[1.0, 1.0, 1.0], [1.0 + 1e-12, 0.5, 2.0], [1.0 + 2e-12, 1.0, 1.0]])
 
     keep, counts = pareto_front(values, np.arange(3))

@@ -1,0 +1,1 @@
+"""Built-in pricing providers of allocation, registered as entry points."""

@@ -44,8 +44,11 @@ class FlatProvider:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], context: PricingContext) -> FlatProvider:
-        """Build the provider from `usd_per_compute_s`, `usd_per_invocation`,
-        `usd_per_gb_in` and `usd_per_gb_out` (each >= 0, default 0)."""
+        """Build the provider from its rates.
+
+        The options are `usd_per_compute_s`, `usd_per_invocation`, `usd_per_gb_in` and
+        `usd_per_gb_out`, each >= 0 and 0 when omitted.
+        """
         try:
             return cls(_FlatOptions.model_validate(dict(options)))
         except ValidationError as exc:
