@@ -1,6 +1,6 @@
 """Compile a workflow and a system into arrays, once per sweep.
 
-`CompiledProblem` holds everything that does not depend on the assignment: the time of
+`CompiledProblem` contains everything that does not depend on the assignment: the time of
 every stage on every device it may run on, the transfer time of every edge between every
 pair of devices, the graph in topological order and the pricing providers. It is small
 and picklable, so it can be sent to worker threads, processes or cluster nodes.

@@ -1,6 +1,6 @@
-"""Vectorised estimation of assignments (SPEC section 3).
+"""Vectorised estimation of assignments.
 
-For n assignments at once this computes every metric of SPEC section 3: latency as the
+For n assignments at once this computes every metric of docs/guide.md, section 3: latency as the
 longest path through the workflow graph, communication time, bytes up to and down from
 priced devices, the usage of each priced device and the cost its provider charges.
 Nothing here imports Prefect; `allocation.reference` holds the slow, obviously correct

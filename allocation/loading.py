@@ -138,7 +138,7 @@ def read_document(path: str | Path) -> Any:
 
 
 def load_workflow(path: str | Path) -> Workflow:
-    """Read and validate a workflow file; see SPEC section 2 for the format."""
+    """Read and validate a workflow file; docs/guide.md describes the format."""
     document = read_document(path)
     workflow = _validate(Workflow, document, path, kind="workflow", key="workflow")
     _check_workflow_graph(workflow, path)
@@ -146,7 +146,7 @@ def load_workflow(path: str | Path) -> Workflow:
 
 
 def load_system(path: str | Path) -> System:
-    """Read and validate a system file; see SPEC section 2 for the format."""
+    """Read and validate a system file; docs/guide.md describes the format."""
     document = read_document(path)
     system = _validate(System, document, path, kind="system", key="system")
     _check_system(system, path)

@@ -1,4 +1,4 @@
-"""Typed input models: the workflow and the system files of SPEC section 2.
+"""Typed input models: the workflow and the system files (docs/guide.md, section 2).
 
 Every number is checked where it is read: finite, in range and of the right type. Checks
 that involve both files (a pin to a device of the system, for example) and the CPU

@@ -1,8 +1,8 @@
 """Exact Pareto filter with a relative tolerance and an explicit duplicate rule.
 
-Conventions (SPEC section 3): every objective is minimised; two values x and y are
-equal when ``|x - y| <= 1e-9 * max(|x|, |y|)``; p dominates q when p is at least as good
-(smaller or equal) in every objective and better (smaller and not equal) in one. Points
+Conventions: every objective is minimised. Two values x and y are equal when
+``|x - y| <= 1e-9 * max(|x|, |y|)``. p dominates q when p is at least as good (smaller
+or equal) in every objective and better (smaller and not equal) in one. Points
 whose objective vectors are equal in every objective are *equivalent*: the front keeps
 one representative, the one first in enumeration order, and counts the others.
 """
@@ -46,7 +46,7 @@ def pareto_front(
     -----
     With two objectives the filter sorts once and sweeps: O(n log n). The tolerance is
     turned into thresholds: for non-negative x and y, "x is at least as good as y"
-    holds exactly when ``x <= y / (1 - 1e-9)``, and "x is better than y" when
+    is true exactly when ``x <= y / (1 - 1e-9)``, and "x is better than y" when
     ``x < y * (1 - 1e-9)``. With more objectives rows are compared block by block with
     the front found so far, which is fast while the front is small. The inputs are not
     modified.

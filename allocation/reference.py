@@ -1,6 +1,6 @@
 """Slow, obviously correct reference of enumeration, estimation and the Pareto front.
 
-Everything here follows the formulas of SPEC section 3 one assignment at a time in
+Everything here follows the formulas of docs/guide.md (section 3) one assignment at a time in
 plain Python, reading the workflow and system models directly. Only the CPUs and the
 pricing providers are taken from the compiled problem, since they are the inputs the
 formulas start from. Tests compare the fast engine with these functions.

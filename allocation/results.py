@@ -1,6 +1,6 @@
 """Tables of a finished sweep: the front, the patterns, the candidates and baselines.
 
-Column names follow SPEC section 4: the metric columns, `equivalent_count` on the front,
+Column names follow docs/guide.md, section 4: the metric columns, `equivalent_count` on the front,
 and one `at_<stage id>` column per stage holding the device id.
 """
 
