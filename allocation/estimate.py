@@ -16,6 +16,7 @@ import numpy as np
 
 from allocation.compile import CompiledProblem, PricedDevice
 from allocation.errors import AllocationError
+from allocation.model import OBJECTIVES
 from allocation.pricing import Usage, check_cost_array
 from allocation.space import decode_placements
 
@@ -28,14 +29,7 @@ __all__ = [
     "usage_of",
 ]
 
-METRIC_COLUMNS = (
-    "latency_s",
-    "cost_usd",
-    "comm_s",
-    "upload_bytes",
-    "download_bytes",
-    "monthly_cost_usd",
-)
+METRIC_COLUMNS = OBJECTIVES
 """Metrics computed for every assignment; monthly_cost_usd is NaN without runs_per_month."""
 
 

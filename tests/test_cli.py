@@ -83,7 +83,8 @@ def test_sweep_unknown_provider_lists_installed(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "'flatt'" in result.stderr
-    assert "installed providers: flat" in result.stderr
+    assert "installed providers: " in result.stderr
+    assert "flat" in result.stderr.split("installed providers: ")[1]
 
 
 def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
