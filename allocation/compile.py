@@ -21,7 +21,13 @@ from allocation.loading import check_pair
 from allocation.model import InlineCpu, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, create_provider
 
-__all__ = ["CompiledProblem", "PricedDevice", "compile_problem", "resolve_cpu"]
+__all__ = [
+    "CompiledProblem",
+    "PricedDevice",
+    "compile_problem",
+    "device_cores_of",
+    "resolve_cpu",
+]
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,26 @@ def compile_problem(
             file=workflow_file,
             field="measured_on",
         )
-    device_cores = []
+    # Pricing providers; a provider may also set the cores its configuration buys.
+    priced = []
+    for d, device in enumerate(system.devices):
+        if device.pricing is None:
+            continue
+        context = PricingContext(
+            file=system_file,
+            field=f"devices[{d}].pricing",
+            device_id=device.id,
+            catalog_dir=catalog_dir,
+        )
+        provider = create_provider(device.pricing.provider, device.pricing.options, context)
+        priced.append(PricedDevice(d, device.id, device.pricing.provider, provider))
+    provider_of = {p.index: p.provider for p in priced}
+
+    device_cores: list[float] = []
     for d, device in enumerate(system.devices):
         cpu = resolve_cpu(device.cpu, catalog, file=system_file, field=f"devices[{d}].cpu")
         cpus[device.id] = cpu
-        cores = device.cores if device.cores is not None else cpu.cores
+        cores = device_cores_of(device.cores, cpu, provider_of.get(d))
         if cores is None:
             raise InputError(
                 f"the catalog does not give the core count of CPU {cpu.name!r}; set "
@@ -188,19 +209,6 @@ def compile_problem(
     )
     forest = _is_undirected_forest(len(stage_ids), edge_source, edge_target)
 
-    priced = []
-    for d, device in enumerate(system.devices):
-        if device.pricing is None:
-            continue
-        context = PricingContext(
-            file=system_file,
-            field=f"devices[{d}].pricing",
-            device_id=device.id,
-            catalog_dir=catalog_dir,
-        )
-        provider = create_provider(device.pricing.provider, device.pricing.options, context)
-        priced.append(PricedDevice(d, device.id, device.pricing.provider, provider))
-
     return CompiledProblem(
         workflow_name=workflow.workflow,
         system_name=system.system,
@@ -223,6 +231,21 @@ def compile_problem(
     )
 
 
+def device_cores_of(cores: int | None, cpu: Cpu, provider: PricingProvider | None) -> float | None:
+    """Return the cores the flow may use on a device.
+
+    In order: the device's `cores`; the cores the provider's configuration buys, for a
+    provider with a ``usable_cores()`` method (a serverless function whose CPU share
+    follows its memory); the CPU's cores; None when none is known.
+    """
+    if cores is not None:
+        return cores
+    usable = getattr(provider, "usable_cores", None)
+    if callable(usable):
+        return float(usable())
+    return cpu.cores
+
+
 def _per_core(cpu: Cpu, figure: str) -> float | None:
     value = cpu.figure(figure)
     if value is None:
@@ -238,7 +261,7 @@ def _stage_times(
     system: System,
     reference: Cpu,
     cpus: dict[str, Cpu],
-    device_cores: list[int],
+    device_cores: list[float],
     allowed: list[np.ndarray],
     *,
     workflow_file: str,

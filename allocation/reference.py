@@ -61,7 +61,13 @@ def reference_evaluate(
     for stage in workflow.stages:
         device = devices[placement[stage.id]]
         cpu = problem.cpus[device.id]
-        cores = int(device.cores or cpu.cores or 0)
+        provider = next((p.provider for p in problem.priced if p.device_id == device.id), None)
+        if device.cores is not None:
+            cores = float(device.cores)
+        elif callable(getattr(provider, "usable_cores", None)):
+            cores = float(provider.usable_cores())  # type: ignore[union-attr]
+        else:
+            cores = float(cpu.cores or 0)
         stage_time[stage.id] = (
             stage.time_s
             * (_per_core(reference, stage.score) * min(stage.threads, reference_cores))

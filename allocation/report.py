@@ -11,6 +11,7 @@ passes through `escape_markdown`, so it renders as text in prose and table cells
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
@@ -62,6 +63,9 @@ _MAX_DIGITS = 12
 _PNG_DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]*={0,2}")
 
 _MISSING = "–"
+
+STALE_PRICE_DAYS = 180
+"""Age in days past which the report flags a price row as stale."""
 
 
 def escape_markdown(text: object) -> str:
@@ -364,7 +368,7 @@ def _pricing_list(summary: SweepSummary) -> str:
         settings = [
             f"{escape_markdown(key)} = {escape_markdown(json.dumps(value, default=str))}"
             for key, value in options.items()
-            if key != "provider"
+            if key not in {"provider", "price_rows"}
         ]
         line = (
             f"- Device {escape_markdown(priced.device_id)}: provider "
@@ -471,12 +475,76 @@ def render_report_md(summary: SweepSummary) -> str:
         "### Pricing",
         _pricing_list(summary),
     ]
+    price_rows = _price_rows_section(summary)
+    if price_rows:
+        sections += ["### Prices used", price_rows]
     if summary.inputs:
         sections += ["## Inputs", _inputs_list(summary)]
     sections += ["## Patterns", _patterns_note(summary)]
     if summary.timings_s:
         sections += ["## Timings", _timings_table(summary)]
     return "\n\n".join(sections) + "\n"
+
+
+def _price_rows_section(summary: SweepSummary, *, today: dt.date | None = None) -> str:
+    """List the price rows the providers used, with their dates; flag stale ones.
+
+    A row is stale when its `as_of` is more than `STALE_PRICE_DAYS` days before `today`
+    (the day the report is written), or unknown.
+    """
+    today = today or dt.date.today()
+    header = [
+        "Device",
+        "Service",
+        "Region",
+        "Dimension",
+        "Price (USD)",
+        "Unit",
+        "Tier",
+        "As of",
+        "Source",
+    ]
+    rows = []
+    stale = 0
+    for priced in summary.problem.priced:
+        for row in priced.provider.describe().get("price_rows", []):
+            as_of = row.get("as_of")
+            age_days = (today - dt.date.fromisoformat(as_of)).days if as_of else None
+            is_stale = age_days is None or age_days > STALE_PRICE_DAYS
+            stale += is_stale
+            tier_end = row.get("tier_end")
+            tier = f"{row.get('tier_start', 0):,.6g} to " + (
+                "no limit" if tier_end is None else f"{tier_end:,.6g}"
+            )
+            date_text = as_of or "unknown"
+            if is_stale:
+                date_text += " (stale)"
+            source = row.get("source", "")
+            if row.get("secondary"):
+                source = "second-hand: " + source
+            rows.append(
+                [
+                    escape_markdown(priced.device_id),
+                    escape_markdown(row.get("service", "")),
+                    escape_markdown(row.get("region", "")),
+                    escape_markdown(row.get("dimension", "")),
+                    f"{row.get('usd_per_unit', 0):.10g}",
+                    escape_markdown(row.get("unit", "")),
+                    tier,
+                    date_text,
+                    escape_markdown(source),
+                ]
+            )
+    if not rows:
+        return ""
+    note = (
+        f"{stale} of {len(rows)} price rows are older than {STALE_PRICE_DAYS} days or "
+        "undated; check them against the provider's current prices before deciding."
+        if stale
+        else f"Every price row is at most {STALE_PRICE_DAYS} days old."
+    )
+    right = [False] * 4 + [True] + [False] * 4
+    return note + "\n\n" + _table(header, rows, right)
 
 
 def render_summary_markdown(summary: SweepSummary, *, png_data_uri: str | None) -> str:

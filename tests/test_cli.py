@@ -77,14 +77,16 @@ def test_sweep_invalid_writes_nothing(tmp_path: Path) -> None:
 
 def test_sweep_unknown_provider_lists_installed(tmp_path: Path) -> None:
     bad = tmp_path / "system.yaml"
-    bad.write_text(EDGE_CLOUD.read_text().replace("provider: flat", "provider: flatt"))
+    bad.write_text(EDGE_CLOUD.read_text().replace("provider: aws-lambda", "provider: aws-lamda"))
     result = run_cli(
         "sweep", str(OBJECT_DETECTION), str(bad), "--catalog", str(CATALOGS), cwd=tmp_path
     )
     assert result.returncode == 2
-    assert "'flatt'" in result.stderr
-    assert "installed providers: " in result.stderr
-    assert "flat" in result.stderr.split("installed providers: ")[1]
+    assert "'aws-lamda'" in result.stderr
+    assert "devices[1].pricing.provider" in result.stderr
+    installed = result.stderr.split("installed providers: ")[1]
+    assert "aws-lambda" in installed
+    assert "flat" in installed
 
 
 def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
