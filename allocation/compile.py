@@ -148,6 +148,7 @@ def compile_problem(
             field=f"devices[{d}].pricing",
             device_id=device.id,
             catalog_dir=catalog_dir,
+            runs_per_month=system.runs_per_month,
         )
         provider = create_provider(device.pricing.provider, device.pricing.options, context)
         priced.append(PricedDevice(d, device.id, device.pricing.provider, provider))

@@ -76,6 +76,8 @@ class PricingContext:
     field: str
     device_id: str
     catalog_dir: Path | None
+    runs_per_month: int | None = None
+    """The system's runs_per_month, for providers whose cost per run depends on it."""
 
 
 @runtime_checkable

@@ -48,6 +48,25 @@ KNOWN_OPTIONS: dict[str, list[dict[str, Any]]] = {
         {"region": "us-east-1", "architecture": "x86_64", "memory_mb": 1769},
         {"region": "ap-northeast-1", "architecture": "arm64", "memory_mb": 10240},
     ],
+    "aws-ec2": [
+        {"region": "us-east-1", "instance_type": "t3.medium"},
+        {"region": "ap-northeast-1", "instance_type": "m5.xlarge", "utilisation": 0.6},
+        {
+            "region": "us-east-1",
+            "instance_type": "c5.large",
+            "billing": "fleet",
+            "instances": 2,
+            "runs_per_month": 100_000,
+        },
+    ],
+    "gcp-cloud-run": [
+        {"region": "us-central1", "memory_gib": 0.5},
+        {"region": "us-central1", "vcpu": 4, "memory_gib": 8},
+    ],
+    "azure-functions": [
+        {"region": "eastus", "memory_mb": 160},
+        {"region": "eastus", "memory_mb": 1536},
+    ],
 }
 """Options of the providers this repository ships; each dict is one case."""
 
