@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.errors import AllocationError, InputError
 
 __all__ = ["main"]
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
     )
+    add_catalog_commands(commands)
     return parser
 
 
@@ -123,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "catalog":
+            return run_catalog_command(args)
         return _validate(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

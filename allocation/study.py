@@ -74,6 +74,11 @@ def load_study(
         "system": {"path": str(system_path), "sha256": _sha256(system_path)},
         "cpu_catalog": {"path": str(catalog.path), "sha256": catalog.sha256},
     }
+    if catalog.aliases_sha256:
+        inputs["cpu_aliases"] = {
+            "path": str(catalog_dir / "cpu-aliases.csv"),
+            "sha256": catalog.aliases_sha256,
+        }
     return Study(workflow, system, catalog, problem, inputs)
 
 
