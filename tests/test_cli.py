@@ -129,6 +129,13 @@ def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
     run = json.loads((out / "run.json").read_text())
     assert run["counts"]["space_size"] == 128
     assert run["inputs"]["workflow"]["sha256"]
+    assert run["inputs"]["cpu_catalog"]["sha256"]
+    pricing = run["pricing"]["cloud"]
+    assert pricing["provider"] == "aws-lambda"
+    assert pricing["prices_sha256"]
+    assert {row["dimension"] for row in pricing["price_rows"]} >= {"duration", "requests"}
+    assert all("as_of" in row for row in pricing["price_rows"])
+    assert "Prices used" in (out / "report.md").read_text()
     assert not [p for p in tmp_path.joinpath("results").iterdir() if p.name.startswith(".")]
 
 
