@@ -35,17 +35,22 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.errors import InputError
-from allocation.prices import (
-    ALL_REGIONS,
-    BYTES_PER_DATA_UNIT,
-    PriceTable,
-    TieredPrice,
-    load_price_table,
-)
+from allocation.prices import ALL_REGIONS, BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
 from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation_providers._common import (
+    PRICES_FILE as PRICES_FILE,
+)
+from allocation_providers._common import (
+    build_provider,
+    check_unit,
+    data_units,
+    load_table,
+    prices_path,
+    validate_options,
+)
 
 __all__ = ["AwsEc2Provider"]
 
@@ -53,9 +58,6 @@ HOURS_PER_MONTH = 730.0
 """Hours in the month of a fleet: 8,760 h / 12, the average month of a 365-day year."""
 
 SECONDS_PER_HOUR = 3600.0
-
-PRICES_FILE = "prices.parquet"
-"""Price table looked up in the catalog folder when the `prices` option is not set."""
 
 _PROVIDER = "aws"
 _DIMENSION = "instance"
@@ -111,8 +113,8 @@ class AwsEc2Provider:
         self._egress = TieredPrice(
             table.rows(_PROVIDER, _DATA_SERVICE, "egress_internet", options.region), table.path
         )
-        _check_unit(self._hourly, ("hour",), table)
-        _check_unit(self._egress, tuple(BYTES_PER_DATA_UNIT), table)
+        check_unit(self._hourly, ("hour",), table, _NAME)
+        check_unit(self._egress, tuple(BYTES_PER_DATA_UNIT), table, _NAME)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], context: PricingContext) -> AwsEc2Provider:
@@ -134,7 +136,7 @@ class AwsEc2Provider:
             prices), and a price table that cannot be read or lacks a price the
             provider needs.
         """
-        parsed = _validate_options(options, context)
+        parsed = validate_options(_AwsEc2Options, options, context, _NAME, _EXPECTED)
         if (
             parsed.billing == "fleet"
             and parsed.runs_per_month is None
@@ -143,21 +145,11 @@ class AwsEc2Provider:
             # The system's runs_per_month shares the fleet's cost unless the option is set.
             parsed = parsed.model_copy(update={"runs_per_month": context.runs_per_month})
         _check_billing_options(parsed, context)
-        prices_path = _prices_path(parsed.prices, context)
-        try:
-            table = load_price_table(prices_path)
-        except InputError as exc:
-            raise InputError(str(exc), file=context.file, field=f"{context.field}.prices") from exc
+        path = prices_path(parsed.prices, context)
+        table = load_table(path, context)
 
-        _check_instance_and_region(parsed, table, prices_path, context)
-        try:
-            return cls(parsed, table)
-        except InputError as exc:
-            raise InputError(
-                f"{exc}. Choose another region or instance type, or add the price to the table",
-                file=context.file,
-                field=f"{context.field}.region",
-            ) from exc
+        _check_instance_and_region(parsed, table, path, context)
+        return build_provider(lambda: cls(parsed, table), "region or instance type", context)
 
     @property
     def fleet_usd_per_month(self) -> float:
@@ -236,7 +228,7 @@ class AwsEc2Provider:
         return self._options.instances * HOURS_PER_MONTH
 
     def _data_units(self, byte_counts: np.ndarray) -> np.ndarray:
-        return np.asarray(byte_counts, dtype=np.float64) / BYTES_PER_DATA_UNIT[self._egress.unit]
+        return data_units(byte_counts, self._egress.unit)
 
 
 def _uses_device(usage: Usage) -> np.ndarray:
@@ -295,58 +287,3 @@ def _check_instance_and_region(
             file=context.file,
             field=f"{context.field}.region",
         )
-
-
-def _check_unit(price: TieredPrice, units: tuple[str, ...], table: PriceTable) -> None:
-    if price.unit not in units:
-        row = price.tiers[0]
-        raise InputError(
-            f"has {row.service} {row.dimension} in {row.unit}, but the {_NAME} provider "
-            f"needs {' or '.join(units)}",
-            file=table.path,
-        )
-
-
-def _validate_options(options: Mapping[str, Any], context: PricingContext) -> _AwsEc2Options:
-    try:
-        return _AwsEc2Options.model_validate(dict(options))
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-    name = ".".join(str(part) for part in error["loc"])
-    valid = ", ".join(_AwsEc2Options.model_fields)
-    if error["type"] == "extra_forbidden":
-        raise InputError(
-            f"unknown option {name!r} of the {_NAME} provider; valid options: {valid}",
-            file=context.file,
-            field=f"{context.field}.{name}",
-        )
-    if error["type"] == "missing":
-        raise InputError(
-            f"missing option {name!r} of the {_NAME} provider: {_EXPECTED[name]}",
-            file=context.file,
-            field=f"{context.field}.{name}",
-        )
-    raise InputError(
-        f"expected {_EXPECTED.get(name, error['msg'])}",
-        file=context.file,
-        field=f"{context.field}.{name}",
-        value=error.get("input"),
-        has_value=True,
-    )
-
-
-def _prices_path(prices: str | None, context: PricingContext) -> Path:
-    if prices is not None:
-        path = Path(prices).expanduser()
-        system_file = Path(context.file)
-        if not path.is_absolute() and system_file.is_file():
-            path = system_file.parent / path
-        return path
-    if context.catalog_dir is None:
-        raise InputError(
-            "no price table: set the `prices` option, or run with a catalog folder that "
-            f"contains {PRICES_FILE}",
-            file=context.file,
-            field=f"{context.field}.prices",
-        )
-    return Path(context.catalog_dir) / PRICES_FILE

@@ -21,21 +21,27 @@ a source and a date.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from allocation.errors import InputError
-from allocation.prices import (
-    ALL_REGIONS,
-    BYTES_PER_DATA_UNIT,
-    PriceTable,
-    TieredPrice,
-    load_price_table,
-)
+from allocation.prices import BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
 from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation_providers._common import (
+    PRICES_FILE as PRICES_FILE,
+)
+from allocation_providers._common import (
+    as_float,
+    build_provider,
+    check_region,
+    check_unit,
+    data_units,
+    load_table,
+    prices_path,
+    regions_with_prices,
+    validate_options,
+)
 
 __all__ = ["AwsLambdaProvider"]
 
@@ -45,11 +51,9 @@ MB_PER_GB = 1024
 MB_PER_VCPU = 1769
 """Configured memory that buys the equivalent of one vCPU."""
 
-PRICES_FILE = "prices.parquet"
-"""Price table looked up in the catalog folder when the `prices` option is not set."""
-
 _PROVIDER = "aws"
 _SERVICE = "lambda"
+_NAME = "aws-lambda"
 _DATA_SERVICE = "data-transfer"
 
 
@@ -118,33 +122,19 @@ class AwsLambdaProvider:
             that have them, and for a price table that cannot be read or lacks a price
             the provider needs.
         """
-        parsed = _validate_options(options, context)
-        prices_path = _prices_path(parsed, context)
-        try:
-            table = load_price_table(prices_path)
-        except InputError as exc:
-            raise InputError(str(exc), file=context.file, field=f"{context.field}.prices") from exc
+        parsed = validate_options(_AwsLambdaOptions, options, context, _NAME, _EXPECTED)
+        path = prices_path(parsed.prices, context)
+        table = load_table(path, context)
 
-        regions = [
-            region
-            for region in table.regions(_PROVIDER, _SERVICE, "duration", parsed.architecture)
-            if region != ALL_REGIONS
-        ]
-        if parsed.region not in regions:
-            raise InputError(
-                f"AWS Lambda {parsed.architecture} has no prices in {parsed.region!r} in "
-                f"{prices_path}; regions with prices: {', '.join(regions) or 'none'}",
-                file=context.file,
-                field=f"{context.field}.region",
-            )
-        try:
-            return cls(parsed, table)
-        except InputError as exc:
-            raise InputError(
-                f"{exc}. Choose another region or architecture, or add the price to the table",
-                file=context.file,
-                field=f"{context.field}.region",
-            ) from exc
+        regions = regions_with_prices(table, _PROVIDER, _SERVICE, "duration", parsed.architecture)
+        check_region(
+            parsed.region,
+            regions,
+            f"AWS Lambda {parsed.architecture} has no prices",
+            path,
+            context,
+        )
+        return build_provider(lambda: cls(parsed, table), "region or architecture", context)
 
     @property
     def memory_gb(self) -> float:
@@ -183,7 +173,7 @@ class AwsLambdaProvider:
         """
         return {
             "compute": self._duration.first_tier_usd_per_unit * self.billed_gb_s(usage),
-            "requests": self._requests.first_tier_usd_per_unit * _as_float(usage.invocations),
+            "requests": self._requests.first_tier_usd_per_unit * as_float(usage.invocations),
             "egress": self._egress.first_tier_usd_per_unit * self._data_units(usage.bytes_out),
             "ingress": self._ingress.first_tier_usd_per_unit * self._data_units(usage.bytes_in),
         }
@@ -205,7 +195,7 @@ class AwsLambdaProvider:
         runs = float(runs_per_month)
         return (
             self._duration.monthly_usd(runs * self.billed_gb_s(usage))
-            + self._requests.monthly_usd(runs * _as_float(usage.invocations))
+            + self._requests.monthly_usd(runs * as_float(usage.invocations))
             + self._egress.monthly_usd(runs * self._data_units(usage.bytes_out))
             + self._ingress.monthly_usd(runs * self._data_units(usage.bytes_in))
         )
@@ -223,7 +213,7 @@ class AwsLambdaProvider:
         }
 
     def _data_units(self, byte_counts: np.ndarray) -> np.ndarray:
-        return _as_float(byte_counts) / BYTES_PER_DATA_UNIT[self._egress.unit]
+        return data_units(byte_counts, self._egress.unit)
 
     def _check_units(self) -> None:
         expected = (
@@ -233,59 +223,4 @@ class AwsLambdaProvider:
             (self._ingress, (self._egress.unit,)),
         )
         for price, units in expected:
-            if price.unit not in units:
-                row = price.tiers[0]
-                raise InputError(
-                    f"has {row.service} {row.dimension} in {row.unit}, but the aws-lambda "
-                    f"provider needs {' or '.join(units)}",
-                    file=self._table.path,
-                )
-
-
-def _validate_options(options: Mapping[str, Any], context: PricingContext) -> _AwsLambdaOptions:
-    try:
-        return _AwsLambdaOptions.model_validate(dict(options))
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-    name = ".".join(str(part) for part in error["loc"])
-    valid = ", ".join(_AwsLambdaOptions.model_fields)
-    if error["type"] == "extra_forbidden":
-        raise InputError(
-            f"unknown option {name!r} of the aws-lambda provider; valid options: {valid}",
-            file=context.file,
-            field=f"{context.field}.{name}",
-        )
-    if error["type"] == "missing":
-        raise InputError(
-            f"missing option {name!r} of the aws-lambda provider: {_EXPECTED[name]}",
-            file=context.file,
-            field=f"{context.field}.{name}",
-        )
-    raise InputError(
-        f"expected {_EXPECTED.get(name, error['msg'])}",
-        file=context.file,
-        field=f"{context.field}.{name}",
-        value=error.get("input"),
-        has_value=True,
-    )
-
-
-def _prices_path(options: _AwsLambdaOptions, context: PricingContext) -> Path:
-    if options.prices is not None:
-        path = Path(options.prices).expanduser()
-        system_file = Path(context.file)
-        if not path.is_absolute() and system_file.is_file():
-            path = system_file.parent / path
-        return path
-    if context.catalog_dir is None:
-        raise InputError(
-            "no price table: set the `prices` option, or run with a catalog folder that "
-            f"contains {PRICES_FILE}",
-            file=context.file,
-            field=f"{context.field}.prices",
-        )
-    return Path(context.catalog_dir) / PRICES_FILE
-
-
-def _as_float(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
+            check_unit(price, units, self._table, _NAME)
