@@ -404,10 +404,15 @@ def name_key(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
+def _is_text(arrow_type: pa.DataType) -> bool:
+    # pandas writes strings as large_string; both read the same.
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
 def _check_types(table: pa.Table, path: Path) -> None:
     expected = {
-        "cpu": pa.types.is_string,
-        "source": pa.types.is_string,
+        "cpu": _is_text,
+        "source": _is_text,
         "as_of": pa.types.is_date,
         "cores": pa.types.is_integer,
         "threads": pa.types.is_integer,

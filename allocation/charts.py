@@ -42,6 +42,12 @@ AXIS_TITLES = {
 }
 """Axis and tooltip title of every metric, with its unit."""
 
+MAX_FRONT_POINTS_DRAWN = 2000
+"""Front points drawn at most; a larger front is drawn with an evenly spaced subset."""
+
+MAX_LABELS = 60
+"""Candidate labels drawn at most, evenly spaced along the front."""
+
 MAX_BACKGROUND_POINTS = 5000
 """Maximum number of patterns drawn as one point each; more are binned into grid cells.
 
@@ -164,6 +170,12 @@ def tradeoff_chart(
         layers.append(background)
 
     front = _front_data(summary, x, y)
+    front_total = len(front)
+    if front_total > MAX_FRONT_POINTS_DRAWN:
+        # The chart draws an evenly spaced subset of a very large front (the ends
+        # included); front.parquet keeps every point, and the subtitle says so.
+        keep = np.unique(np.linspace(0, front_total - 1, MAX_FRONT_POINTS_DRAWN).round())
+        front = front.iloc[keep.astype(int)].reset_index(drop=True)
     staircase = _staircase(front, x, y)
     if len(staircase) > 1:
         layers.append(
@@ -184,8 +196,6 @@ def tradeoff_chart(
                 tooltip=_tooltip(summary, x, y, first=("baseline", "Baseline"), last="status"),
             )
         )
-    # NOTE: a front of more than 5,000 points exceeds Altair's row limit and raises
-    # altair.MaxRowsError, because the front is drawn exactly and never thinned.
     if len(front):
         layers.append(
             alt.Chart(front)
@@ -203,9 +213,11 @@ def tradeoff_chart(
         below = np.arange(len(front)) % 2 == 1
         if baselines is not None:
             below &= ~front["label"].isin(baselines["candidate"].dropna().astype(str))
+        labelled = np.zeros(len(front), dtype=bool)
+        labelled[np.unique(np.linspace(0, len(front) - 1, MAX_LABELS).round().astype(int))] = True
         for side, (baseline, dy) in enumerate(_LABEL_SIDES):
             layers.append(
-                alt.Chart(front[below if side else ~below])
+                alt.Chart(front[labelled & (below if side else ~below)])
                 .mark_text(
                     align="left", baseline=baseline, dx=6, dy=dy, fontWeight="bold", color=_BLUE
                 )
@@ -224,7 +236,17 @@ def tradeoff_chart(
         height=420,
         title=alt.TitleParams(
             text=f"Trade-off of {summary.problem.workflow_name} on {summary.problem.system_name}",
-            subtitle=_subtitle(summary, x, y, binned=binned),
+            subtitle=_subtitle(summary, x, y, binned=binned)
+            + (
+                [f"Front drawn with {len(front):,} of its {front_total:,} points"]
+                if len(front) < front_total
+                else []
+            )
+            + (
+                [f"{MAX_LABELS} of {len(front):,} candidates labelled"]
+                if len(front) > MAX_LABELS
+                else []
+            ),
             anchor="start",
         ),
     )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from allocation import __version__
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.errors import AllocationError, InputError
 
@@ -25,11 +26,16 @@ EXIT_FAILURE = 1
 EXIT_INVALID_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+_MAX_PRINTED_CANDIDATES = 20
+
 # Prefect settings applied unless the user set them: no telemetry and no log lines from
 # the client or the temporary server, so the terminal shows the tool's own output. Errors
 # still reach the user: they propagate out of the flow and the CLI prints them.
-_QUIET_PREFECT = {
+_NO_TELEMETRY = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}
+_QUIET_PREFECT = {
     "PREFECT_LOGGING_LEVEL": "CRITICAL",
     "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
     "PREFECT_SERVER_UI_ENABLED": "false",
@@ -46,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
             "inference flow's stages to devices, and find the Pareto front."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sweep = commands.add_parser(
@@ -100,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check workflow and system files. With a workflow and a system "
         "together, also check that pins, allowed devices, CPUs, links and pricing fit.",
     )
-    validate.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    validate.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="workflow or system files to check"
+    )
     validate.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
     )
@@ -152,6 +161,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
     # Validate before starting Prefect: bad input fails in milliseconds, writes nothing.
     study = load_study(args.workflow, args.system, args.catalog)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(
+            "--out names an existing file; give a folder for the outputs", file=args.out
+        )
     space_size = study.problem.space_size
     print(
         f"{study.problem.workflow_name} on {study.problem.system_name}: "
@@ -177,6 +190,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _configure_prefect(verbose: bool) -> None:
+    # No usage data leaves the machine: the tool promises no network at run time.
+    for key, value in _NO_TELEMETRY.items():
+        os.environ.setdefault(key, value)
     if verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
         return
@@ -191,9 +207,10 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
     problem = study.problem
     objectives = ", ".join(problem.objectives)
     estimate_s = outcome.timings_s.get("evaluate_s", float("nan"))
+    noun = "assignment" if outcome.space_size == 1 else "assignments"
     print(
-        f"\n{problem.workflow_name} on {problem.system_name}: estimated "
-        f"{outcome.space_size:,} assignments in {estimate_s:.3f} s "
+        f"{problem.workflow_name} on {problem.system_name}: estimated "
+        f"{outcome.space_size:,} {noun} in {estimate_s:.3f} s "
         f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
     )
     print(f"Pareto front over {objectives}: {len(outcome.candidates)} candidate(s)")
@@ -201,13 +218,16 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
     )
     print(header)
-    for row in outcome.candidates:
+    shown = outcome.candidates[:_MAX_PRINTED_CANDIDATES]
+    for row in shown:
         monthly = row.get("monthly_cost_usd")
         monthly_text = f"{monthly:12.2f}" if monthly is not None else f"{'-':>12}"
         print(
             f"  {row['label']:3} {row['latency_s']:12.6g} {row['cost_usd']:14.6g} "
             f"{monthly_text} {row['comm_s']:10.4g}  {row['placement']}"
         )
+    if len(outcome.candidates) > len(shown):
+        print(f"  ... and {len(outcome.candidates) - len(shown):,} more in front.parquet")
     for baseline in outcome.baselines:
         if baseline.get("on_front"):
             relation = f"on the front as candidate {baseline['candidate']}"
@@ -224,6 +244,10 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet holds "
         f"{outcome.patterns_written:,} rows{sampled}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -251,16 +275,18 @@ def _validate(args: argparse.Namespace) -> int:
                     resolve_cpu(device.cpu, catalog, file=path, field=f"devices[{d}].cpu")
                 systems.append((path, system))
                 print(
-                    f"ok: {path}: system {system.system!r}, {len(system.devices)} devices, "
-                    f"{len(system.links)} links"
+                    f"ok: {path}: system {system.system!r}, "
+                    f"{_count(len(system.devices), 'device')}, "
+                    f"{_count(len(system.links), 'link')}"
                 )
             else:
                 workflow = load_workflow(path)
                 resolve_cpu(workflow.measured_on, catalog, file=path, field="measured_on")
                 workflows.append((path, workflow))
                 print(
-                    f"ok: {path}: workflow {workflow.workflow!r}, {len(workflow.stages)} "
-                    f"stages, {len(workflow.edges)} edges"
+                    f"ok: {path}: workflow {workflow.workflow!r}, "
+                    f"{_count(len(workflow.stages), 'stage')}, "
+                    f"{_count(len(workflow.edges), 'edge')}"
                 )
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -289,5 +315,18 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID_INPUT if failed else EXIT_OK
 
 
+def run() -> None:
+    """Run the command line as the `allocation` console script and exit."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "prefect" not in sys.modules:
+        # Skip interpreter shutdown when Prefect (and its atexit clean-up of the
+        # temporary server) never started: after an early error, pyarrow's shutdown can
+        # abort the process (status 134) and hide the exit status.
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

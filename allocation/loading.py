@@ -63,6 +63,38 @@ class _SafeLoader(yaml.SafeLoader):
     """
 
 
+def _construct_unique_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> Any:
+    # A repeated key would silently replace the earlier value (a second `stages:`
+    # block, say), so it is an error. Keys brought in by a merge (`<<`) may be
+    # overridden, as YAML intends; only keys written in the mapping itself are compared.
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key_node.value!r}; keep one", key_node.start_mark
+            )
+        seen.add(key)
+    yield from loader.construct_yaml_map(node)
+
+
+_SafeLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+# Only true and false are booleans, as in YAML 1.2: YAML 1.1 would read an id such as
+# `no` or `on` as a boolean.
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 _SafeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
@@ -301,6 +333,15 @@ def _reject_constant(name: str) -> Any:
 def _check_workflow_graph(workflow: Workflow, path: str | Path) -> None:
     index: dict[str, int] = {}
     for i, stage in enumerate(workflow.stages):
+        if stage.pin is not None and stage.allowed is not None and stage.pin not in stage.allowed:
+            raise InputError(
+                f"does not contain the pinned device {stage.pin!r}; add it to allowed or "
+                "drop pin or allowed",
+                file=path,
+                field=f"stages[{i}].allowed",
+                value=stage.allowed,
+                has_value=True,
+            )
         if stage.id in index:
             raise InputError(
                 f"duplicate stage id {stage.id!r} (also stages[{index[stage.id]}]); "
@@ -380,6 +421,12 @@ def _find_cycle(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
 
 
 def _check_system(system: System, path: str | Path) -> None:
+    if "monthly_cost_usd" in system.objectives and system.runs_per_month is None:
+        raise InputError(
+            "objective monthly_cost_usd needs runs_per_month; set runs_per_month",
+            file=path,
+            field=f"objectives[{system.objectives.index('monthly_cost_usd')}]",
+        )
     index: dict[str, int] = {}
     for i, device in enumerate(system.devices):
         if device.id in index:

@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
-    model_validator,
 )
 
 __all__ = [
@@ -103,15 +102,6 @@ class Stage(_Strict):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("lists a device more than once; list each device once")
         return value
-
-    @model_validator(mode="after")
-    def _pin_in_allowed(self) -> Stage:
-        if self.pin is not None and self.allowed is not None and self.pin not in self.allowed:
-            raise ValueError(
-                f"pin {self.pin!r} is not in allowed {self.allowed!r}; "
-                "add the pinned device to allowed or drop one of the two"
-            )
-        return self
 
 
 class Edge(_Strict):
@@ -207,9 +197,3 @@ class System(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("lists an objective more than once")
         return value
-
-    @model_validator(mode="after")
-    def _monthly_needs_runs(self) -> System:
-        if "monthly_cost_usd" in self.objectives and self.runs_per_month is None:
-            raise ValueError("objective monthly_cost_usd needs runs_per_month; set runs_per_month")
-        return self

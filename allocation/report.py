@@ -214,7 +214,10 @@ def _summary_paragraph(summary: SweepSummary) -> str:
 
     timings = summary.timings_s
     if "total_s" in timings:
-        sentences.append(f"The sweep took {format_significant(timings['total_s'], 3)} s.")
+        sentences.append(
+            f"The sweep took {format_significant(timings['total_s'], 3)} s, not counting "
+            "the start-up of Prefect."
+        )
     elif "evaluate_s" in timings:
         sentences.append(f"The evaluation took {format_significant(timings['evaluate_s'], 3)} s.")
     return " ".join(sentences)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import platform
 import re
 import time
@@ -23,6 +24,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from allocation.charts import tradeoff_chart, write_chart_html, write_chart_png
 from allocation.compile import CompiledProblem
@@ -90,7 +92,13 @@ def evaluate_chunk_task(
     return sweep_chunk(problem, start, stop, sample_fraction=sample_fraction)
 
 
-@flow(name="sweep", persist_result=False)
+@flow(
+    name="sweep",
+    persist_result=False,
+    # One chunk per core at a time: running every chunk at once multiplies peak memory
+    # without making the sweep faster.
+    task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1),
+)
 def sweep(
     workflow_path: str,
     system_path: str,

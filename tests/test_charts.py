@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import pytest
 import vl_convert
@@ -402,3 +404,17 @@ def test_png_shows_front_and_baselines(large_summary: SweepSummary, tmp_path: Pa
     assert len(set(pixels)) > 50
     assert count_near(pixels, FRONT_BLUE) > 100
     assert count_near(pixels, BASELINE_VERMILLION, tolerance=40) > 10
+
+
+def test_chart_draws_very_large_front() -> None:
+    summary = build_summary()
+    n = 8192
+    row = summary.candidates.iloc[[0] * n].reset_index(drop=True)
+    row["latency_s"] = np.linspace(1.0, 9.0, n)
+    row["cost_usd"] = np.linspace(0.009, 0.0, n)
+    row["label"] = [f"C{i}" for i in range(n)]
+    large = dataclasses.replace(summary, candidates=row)
+    spec = tradeoff_chart(large).to_dict()
+    text = json.dumps(spec)
+    assert "Front drawn with 2,000 of its 8,192 points" in text
+    assert "60 of 2,000 candidates labelled" in text

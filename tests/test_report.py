@@ -119,7 +119,7 @@ def test_report_sections(summary: SweepSummary) -> None:
     ):
         assert f"\n{heading}\n" in report
     assert "27 assignments of 5 stages to 3 devices" in report
-    assert "The sweep took 1.5 s." in report
+    assert "The sweep took 1.5 s, not counting the start-up of Prefect." in report
 
 
 def test_report_candidates_table(summary: SweepSummary) -> None:
