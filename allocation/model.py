@@ -90,7 +90,7 @@ class Stage(_Strict):
 
     id: Id
     name: FreeText | None = None
-    time_s: float = Field(ge=0)
+    time_s: float = Field(ge=0, le=1e9)  # 1e9 s is 31 years: anything larger is a unit slip
     threads: int = Field(default=1, ge=1, le=100_000)
     score: ScoreFigure = "single_thread"
     pin: Id | None = None

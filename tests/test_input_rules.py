@@ -96,3 +96,13 @@ def test_late_input_error_exit_2_repeatedly(tmp_path: Path) -> None:
         )
         assert result.returncode == 2, result.stderr
         assert "stages[0].pin" in result.stderr
+
+
+def test_huge_stage_time_is_invalid(tmp_path: Path) -> None:
+    text = WORKFLOW.replace(
+        "{id: a, time_s: 1, pin: edge, allowed: [cloud]}", "{id: a, time_s: 1.5e+308}"
+    )
+    with pytest.raises(InputError) as info:
+        load_workflow(write(tmp_path, "w.yaml", text))
+    assert "stages[0].time_s" in str(info.value)
+    assert "less than or equal to 1000000000" in str(info.value)
