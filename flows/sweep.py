@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
@@ -156,6 +161,12 @@ def sweep(
         stop=[stop for _, stop in chunks],
         sample_fraction=unmapped(sample_fraction),
     )
+    progress_id = create_progress_artifact(
+        0.0,
+        key=artifact_key("progress", problem.workflow_name, problem.system_name),
+        description=f"Share of the {space_size:,} assignments estimated",
+    )
+    last_reported = time.perf_counter()
     front: PartialFront | None = None
     pattern_parts: list[Evaluation] = []
     done = 0
@@ -170,6 +181,10 @@ def sweep(
         done += result.stop - result.start
         if progress:
             progress.update(done)
+        # At most one update a second, and always the last, to keep API calls few.
+        if done == space_size or time.perf_counter() - last_reported >= 1.0:
+            update_progress_artifact(progress_id, 100.0 * done / space_size)
+            last_reported = time.perf_counter()
     if progress:
         progress.close()
     assert front is not None

@@ -130,6 +130,9 @@ def test_flow_publishes_artifacts(
     assert summaries and summaries[0].type == "markdown"
     assert "data:image/png;base64," in summaries[0].data
     assert "<b>PC</b>" not in summaries[0].data
+    progress = asyncio.run(read(artifact_key("progress", "small.flow", "two-devices")))
+    assert progress and progress[0].type == "progress"
+    assert progress[0].data == 100.0
 
 
 def test_flow_samples_patterns_past_limit(
