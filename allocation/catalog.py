@@ -131,8 +131,8 @@ class CpuCatalog:
         Returns None when no row matches, or when the name without clock suffix matches
         several rows.
         """
-        wanted = name.strip().casefold()
-        exact = [cpu for cpu in self.cpus if cpu.name.casefold() == wanted]
+        requested = name.strip().casefold()
+        exact = [cpu for cpu in self.cpus if cpu.name.casefold() == requested]
         if exact:
             return exact[0]
         alias = self.find_alias(name)

@@ -173,7 +173,7 @@ def tradeoff_chart(
     front_total = len(front)
     if front_total > MAX_FRONT_POINTS_DRAWN:
         # The chart draws an evenly spaced subset of a very large front (the ends
-        # included); front.parquet keeps every point, and the subtitle says so.
+        # included); front.parquet keeps every point, and the subtitle states it.
         keep = np.unique(np.linspace(0, front_total - 1, MAX_FRONT_POINTS_DRAWN).round())
         front = front.iloc[keep.astype(int)].reset_index(drop=True)
     staircase = _staircase(front, x, y)

@@ -207,27 +207,29 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
     problem = study.problem
     objectives = ", ".join(problem.objectives)
     estimate_s = outcome.timings_s.get("evaluate_s", float("nan"))
-    noun = "assignment" if outcome.space_size == 1 else "assignments"
     print(
         f"{problem.workflow_name} on {problem.system_name}: estimated "
-        f"{outcome.space_size:,} {noun} in {estimate_s:.3f} s "
+        f"{_count(outcome.space_size, 'assignment')} in {estimate_s:.3f} s "
         f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
     )
-    print(f"Pareto front over {objectives}: {len(outcome.candidates)} candidate(s)")
-    header = (
+
+    # Candidates, at most _MAX_PRINTED_CANDIDATES of them.
+    print(f"Pareto front over {objectives}: {_count(len(outcome.candidates), 'candidate')}")
+    print(
         f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
     )
-    print(header)
-    shown = outcome.candidates[:_MAX_PRINTED_CANDIDATES]
-    for row in shown:
+    printed_rows = outcome.candidates[:_MAX_PRINTED_CANDIDATES]
+    for row in printed_rows:
         monthly = row.get("monthly_cost_usd")
         monthly_text = f"{monthly:12.2f}" if monthly is not None else f"{'-':>12}"
         print(
             f"  {row['label']:3} {row['latency_s']:12.6g} {row['cost_usd']:14.6g} "
             f"{monthly_text} {row['comm_s']:10.4g}  {row['placement']}"
         )
-    if len(outcome.candidates) > len(shown):
-        print(f"  ... and {len(outcome.candidates) - len(shown):,} more in front.parquet")
+    if len(outcome.candidates) > len(printed_rows):
+        print(f"  ... and {len(outcome.candidates) - len(printed_rows):,} more in front.parquet")
+
+    # Baselines and where the outputs are.
     for baseline in outcome.baselines:
         if baseline.get("on_front"):
             relation = f"on the front as candidate {baseline['candidate']}"
@@ -241,8 +243,8 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         )
     sampled = " (a uniform sample)" if outcome.patterns_sampled else ""
     print(
-        f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet holds "
-        f"{outcome.patterns_written:,} rows{sampled}"
+        f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet "
+        f"contains {_count(outcome.patterns_written, 'row')}{sampled}"
     )
 
 

@@ -235,9 +235,10 @@ def compile_problem(
 def device_cores_of(cores: int | None, cpu: Cpu, provider: PricingProvider | None) -> float | None:
     """Return the cores the flow may use on a device.
 
-    In order: the device's `cores`; the cores the provider's configuration buys, for a
-    provider with a ``usable_cores()`` method (a serverless function whose CPU share
-    follows its memory); the CPU's cores; None when none is known.
+    The first known value wins: the device's `cores`, then the cores the provider's
+    configuration buys (for a provider with a ``usable_cores()`` method, such as a
+    serverless function whose CPU share follows its memory), then the CPU's cores.
+    None means that none is known.
     """
     if cores is not None:
         return cores

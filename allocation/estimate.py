@@ -130,7 +130,7 @@ def evaluate_placements(
         transfer[:, e] = problem.edge_transfer_s[e][placements[:, u], placements[:, v]]
     comm_s = transfer.sum(axis=1)
 
-    # Longest path: finish time of each stage in topological order.
+    # Latency is the longest path: finish time of each stage in topological order.
     finish = np.zeros((n, problem.n_stages))
     for s in problem.topo_order:
         start = np.zeros(n)
@@ -170,7 +170,7 @@ def usage_of(
     """Compute what each assignment uses on one device (see `allocation.pricing.Usage`).
 
     An invocation is a connected group of the device's stages in the workflow graph,
-    edge directions ignored; its duration is the sum of its stages' times.
+    with edge directions ignored. Its duration is the sum of its stages' times.
     """
     n, n_stages = placements.shape
     on = placements == device

@@ -479,7 +479,7 @@ def parse_as_of(text: str) -> dt.date | None:
     A full date (``2026-09-24``, also inside ``2026-01-19T13:23:24Z``) counts as that
     day, a month (``2026-09``) as its first day and a lone year (``2024``) as 1 January.
     Every date these texts give is one on which the price was in force (an effective
-    date, a fetch date, a file date), so the latest says how recent the price is:
+    date, a fetch date, a file date), so the latest shows how recent the price is:
     ``effectiveStartDate 2017-01-01; fetched ~2026-09`` gives 2026-09-01. A text that
     states no date gives None, as long as it contains ``undated``.
 

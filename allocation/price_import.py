@@ -10,7 +10,7 @@ no end), ``unit`` and ``pricePerUnit.USD``. Two offers are read:
 - ``AWSDataTransfer``: data transfer from a region out to the internet, and from the
   internet into a region.
 
-`import_aws_offer` maps each product it knows to a price of the table (see
+`import_aws_offer` maps each product of a known kind to a price of the table (see
 `classify_product`), skips and counts the others, and replaces the table's rows of every
 price it imports. ``catalogs/README.md`` describes the rules.
 

@@ -51,7 +51,7 @@ class Usage:
     invocations : ndarray of int64, shape (n,)
         Number of connected groups the device's stages form in the workflow graph.
     invocation_s : ndarray, shape (n, n_stages)
-        Duration of each invocation in seconds. Column k holds the duration of the
+        Duration of each invocation in seconds. Column k contains the duration of the
         group whose first stage (in file order) is stage k, and zero where stage k
         starts no group on this device; each row sums to `compute_s`.
     bytes_in, bytes_out : ndarray of int64, shape (n,)
@@ -70,7 +70,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class PricingContext:
-    """Where a provider is configured: for error messages and catalog look-ups."""
+    """Location of a provider's configuration, for error messages and catalog look-ups."""
 
     file: str
     field: str

@@ -37,7 +37,7 @@ def default_catalog_dir() -> Path:
     """Return the catalog directory to use when none is given.
 
     In order: the directory named by ``ALLOCATION_CATALOG_DIR``; ``./catalogs`` when it
-    holds a ``cpus.parquet``; the ``catalogs/`` directory of the source tree.
+    contains a ``cpus.parquet``; the ``catalogs/`` directory of the source tree.
     """
     if os.environ.get(CATALOG_ENV):
         return Path(os.environ[CATALOG_ENV])

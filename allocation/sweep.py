@@ -44,7 +44,7 @@ class PartialFront:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What leaves a chunk: its front, the rows kept for patterns.parquet, counts."""
+    """Output of one chunk: its front and the rows kept for patterns.parquet."""
 
     start: int
     stop: int

@@ -66,7 +66,7 @@ TARGET_TASKS = 64
 
 @dataclass
 class SweepOutcome:
-    """What the flow returns to its caller (the CLI prints it)."""
+    """Result of a sweep flow run, which the CLI prints."""
 
     out_dir: Path
     files: list[str]
