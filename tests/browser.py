@@ -83,10 +83,10 @@ def screenshot(page: Path, png: Path, *, width: int = 1280, height: int = 1600) 
 
 def ink_fraction(png: Path) -> float:
     """Return the share of pixels that are not the page background (the top-left pixel)."""
+    import numpy as np
     from PIL import Image
 
     with Image.open(png) as image:
-        rgb = image.convert("RGB")
-        background = rgb.getpixel((0, 0))
-        pixels = list(rgb.getdata())
-    return sum(1 for p in pixels if p != background) / len(pixels)
+        pixels = np.asarray(image.convert("RGB"))
+    background = pixels[0, 0]
+    return float((pixels != background).any(axis=2).mean())
