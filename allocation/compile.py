@@ -121,7 +121,7 @@ def compile_problem(
     """
     workflow_file = str(workflow_file)
     system_file = str(system_file)
-    check_pair(workflow, system, workflow_file=workflow_file)
+    check_pair(workflow, system, workflow_file=workflow_file, system_file=system_file)
 
     stage_ids = tuple(stage.id for stage in workflow.stages)
     device_ids = tuple(device.id for device in system.devices)

@@ -1,4 +1,4 @@
-"""Read workflow and system files (YAML or JSON) into validated models.
+"""Read workflow, system and compare files (YAML or JSON) into validated models.
 
 Every problem with a file becomes an `InputError` that names the file, the field path
 (``stages[3].time_s``), the value and what is expected.
@@ -18,11 +18,14 @@ from pydantic import BaseModel, ValidationError
 
 from allocation.errors import InputError
 from allocation.model import (
+    CompareFile,
+    Comparison,
     Device,
     Edge,
     InlineCpu,
     Link,
     Pricing,
+    Requirements,
     Stage,
     System,
     Workflow,
@@ -31,9 +34,11 @@ from allocation.model import (
 __all__ = [
     "MAX_FILE_BYTES",
     "check_pair",
+    "load_compare_file",
     "load_system",
     "load_workflow",
     "read_document",
+    "resolve_comparisons",
 ]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -47,7 +52,18 @@ _UNION_TAGS = {"cpu-name", "cpu-inline"}
 _KNOWN_FIELDS = sorted(
     {
         name if info.alias is None else info.alias
-        for model in (Workflow, Stage, Edge, System, Device, Link, InlineCpu, Pricing)
+        for model in (
+            Workflow,
+            Stage,
+            Edge,
+            System,
+            Device,
+            Link,
+            InlineCpu,
+            Pricing,
+            Requirements,
+            Comparison,
+        )
         for name, info in model.model_fields.items()
     }
 )
@@ -185,14 +201,166 @@ def load_system(path: str | Path) -> System:
     return system
 
 
-def check_pair(workflow: Workflow, system: System, *, workflow_file: str | Path) -> None:
-    """Check the references from a workflow to the devices of a system.
+def load_compare_file(path: str | Path) -> list[Comparison]:
+    """Read and validate a compare file: placements to estimate beside the candidates.
+
+    The file has a top-level ``compare:`` list whose entries are written as under
+    ``compare:`` in a system file, and an optional ``description``. Stages and devices
+    are checked against a workflow and a system later, by `resolve_comparisons`.
 
     Raises
     ------
     InputError
-        For a pin or an allowed device that the system does not have, or a stage that
-        no device may run.
+        When the file cannot be read, has no ``compare`` key, or an entry is invalid.
+    """
+    document = read_document(path)
+    if not isinstance(document, Mapping):
+        raise InputError(
+            "expected a mapping with a top-level 'compare' key (a compare file), "
+            f"found {type(document).__name__}",
+            file=path,
+        )
+    if "compare" not in document:
+        hint = next(
+            (
+                f"; this looks like a {kind} file, check the order of the arguments"
+                for kind in ("system", "workflow")
+                if kind in document
+            ),
+            "",
+        )
+        raise InputError(
+            "missing the top-level 'compare' key of a compare file, a list of named "
+            "placements such as compare: [{name: current design, rest: edge}]" + hint,
+            file=path,
+        )
+    try:
+        return CompareFile.model_validate(document).compare
+    except ValidationError as exc:
+        raise _input_error_from(exc, path) from None
+
+
+def resolve_comparisons(
+    workflow: Workflow,
+    system: System,
+    comparisons: Iterable[Comparison],
+    *,
+    file: str | Path,
+    field: str = "compare",
+) -> list[tuple[str, list[str]]]:
+    """Turn comparison placements into the device id of every stage.
+
+    A stage listed in ``at`` runs on the device given there. A stage that may run on one
+    device only (pinned, or a single allowed device) stays there when ``at`` does not
+    list it. Every other stage runs on ``rest``.
+
+    Parameters
+    ----------
+    workflow, system
+        The models the placements refer to; `check_pair` has checked their pins.
+    comparisons
+        The entries, from a system's ``compare`` or from `load_compare_file`.
+    file, field
+        The file the entries come from and the field path of the list, for messages.
+
+    Returns
+    -------
+    list of (str, list of str)
+        Per entry, its name and the device id of every stage in workflow file order.
+
+    Raises
+    ------
+    InputError
+        For a repeated name, an unknown stage or device, or a device a stage may not run
+        on (a pinned stage elsewhere than its pin included). Also for a stage that neither
+        ``at`` nor ``rest`` places, and a ``rest`` device that a remaining stage may not
+        run on.
+    """
+    comparisons = list(comparisons)
+    device_ids = [device.id for device in system.devices]
+    _check_comparisons(comparisons, system, file=file, field=field)
+    stages = {stage.id: stage for stage in workflow.stages}
+    devices_of = {stage.id: _devices_of(stage, device_ids) for stage in workflow.stages}
+
+    resolved = []
+    for i, comparison in enumerate(comparisons):
+        where = f"{field}[{i}]"
+
+        # Entries of `at`: a known stage, on a device it may run on.
+        for stage_id, device_id in comparison.at.items():
+            if stage_id not in stages:
+                raise InputError(
+                    f"names stage {stage_id!r}, which the workflow {workflow.workflow!r} does "
+                    f"not have; known stages: {_listed(stages)}" + _did_you_mean(stage_id, stages),
+                    file=file,
+                    field=f"{where}.at.{stage_id}",
+                )
+            pin = stages[stage_id].pin
+            if pin is not None and device_id != pin:
+                raise InputError(
+                    f"places stage {stage_id!r} on {device_id!r}, but the workflow pins it "
+                    f"to {pin!r}; place it on {pin!r} or leave it out of at",
+                    file=file,
+                    field=f"{where}.at.{stage_id}",
+                )
+            if device_id not in devices_of[stage_id]:
+                raise InputError(
+                    f"places stage {stage_id!r} on {device_id!r}, which the stage may not "
+                    f"run on; its allowed devices: {_listed(devices_of[stage_id])}",
+                    file=file,
+                    field=f"{where}.at.{stage_id}",
+                )
+
+        # Every other stage: its only device, or `rest`.
+        placement = []
+        missing = []
+        for stage in workflow.stages:
+            allowed = devices_of[stage.id]
+            if stage.id in comparison.at:
+                placement.append(comparison.at[stage.id])
+            elif len(allowed) == 1:
+                placement.append(allowed[0])
+            elif comparison.rest is None:
+                missing.append(stage.id)
+            elif comparison.rest not in allowed:
+                raise InputError(
+                    f"puts stage {stage.id!r} on {comparison.rest!r}, which the stage may "
+                    f"not run on (allowed: {_listed(allowed)}); list {stage.id!r} under at "
+                    "with one of its allowed devices",
+                    file=file,
+                    field=f"{where}.rest",
+                )
+            else:
+                placement.append(comparison.rest)
+        if missing:
+            noun = "stage" if len(missing) == 1 else "stages"
+            raise InputError(
+                f"does not place {noun} {_listed(missing)}; list them under at, or set rest "
+                "to the device of every stage not listed",
+                file=file,
+                field=where,
+            )
+        resolved.append((comparison.name, placement))
+    return resolved
+
+
+def check_pair(
+    workflow: Workflow,
+    system: System,
+    *,
+    workflow_file: str | Path,
+    system_file: str | Path = "<system>",
+) -> None:
+    """Check the references from a workflow to the devices of a system.
+
+    Also checks the system's ``compare`` placements against the workflow (see
+    `resolve_comparisons`).
+
+    Raises
+    ------
+    InputError
+        For a pin or an allowed device that the system does not have, or a ``compare``
+        entry that does not place every stage on a device it may run on.
     """
     device_ids = [device.id for device in system.devices]
     known = set(device_ids)
@@ -213,6 +381,75 @@ def check_pair(workflow: Workflow, system: System, *, workflow_file: str | Path)
                     + _did_you_mean(device_id, device_ids),
                     file=workflow_file,
                     field=f"stages[{i}].allowed[{j}]",
+                )
+    resolve_comparisons(workflow, system, system.compare, file=system_file, field="compare")
+
+
+def _devices_of(stage: Stage, device_ids: list[str]) -> list[str]:
+    """Return the devices a stage may run on, in system order."""
+    if stage.pin is not None:
+        return [stage.pin]
+    if stage.allowed is not None:
+        return [device_id for device_id in device_ids if device_id in stage.allowed]
+    return list(device_ids)
+
+
+def _listed(names: Iterable[str], *, limit: int = 20) -> str:
+    names = list(names)
+    text = ", ".join(names[:limit])
+    if len(names) > limit:
+        text += f" and {len(names) - limit} more"
+    return text
+
+
+def _check_comparisons(
+    comparisons: list[Comparison], system: System, *, file: str | Path, field: str
+) -> None:
+    """Check what a list of comparisons needs of the system alone: names and devices.
+
+    Names are compared ignoring case and repeated spaces, because two rows that differ
+    only so would read as one in a report. A name may not be that of a baseline, "all on
+    <device id>", which the tool adds itself.
+    """
+    device_ids = [device.id for device in system.devices]
+    known = set(device_ids)
+    seen: dict[str, int] = {}
+    baselines = {f"all on {device_id}".casefold() for device_id in device_ids}
+    for i, comparison in enumerate(comparisons):
+        where = f"{field}[{i}]"
+        key = " ".join(comparison.name.split()).casefold()
+        if key in seen:
+            raise InputError(
+                f"repeats the name of {field}[{seen[key]}] (names are compared ignoring case "
+                "and repeated spaces); give every compared placement its own name",
+                file=file,
+                field=f"{where}.name",
+                value=comparison.name,
+                has_value=True,
+            )
+        if key in baselines:
+            raise InputError(
+                "is the name of a baseline that the tool adds itself; choose another name",
+                file=file,
+                field=f"{where}.name",
+                value=comparison.name,
+                has_value=True,
+            )
+        seen[key] = i
+
+        named = [
+            (f"{where}.at.{stage_id}", device_id) for stage_id, device_id in comparison.at.items()
+        ]
+        if comparison.rest is not None:
+            named.append((f"{where}.rest", comparison.rest))
+        for path, device_id in named:
+            if device_id not in known:
+                raise InputError(
+                    f"names device {device_id!r}, which the system {system.system!r} does not "
+                    f"have; known devices: {_listed(device_ids)}"
+                    + _did_you_mean(device_id, device_ids),
+                    file=file,
+                    field=path,
                 )
 
 
@@ -247,6 +484,10 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
     error = errors[0]
     loc = [part for part in error["loc"] if part not in _UNION_TAGS]
     kind = error["type"]
+    # An invalid mapping key (a stage id under compare[i].at) comes as [..., key, "[key]"].
+    is_key = bool(loc) and loc[-1] == "[key]"
+    if is_key:
+        loc = loc[:-2]
     field = _field_path(loc)
 
     if kind == "missing":
@@ -272,7 +513,7 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
             "safe in file names, column names and charts"
         )
     return InputError(
-        _expected(message),
+        ("as a key, " if is_key else "") + _expected(message),
         file=path,
         field=field or None,
         value=error.get("input"),
@@ -427,6 +668,22 @@ def _check_system(system: System, path: str | Path) -> None:
             file=path,
             field=f"objectives[{system.objectives.index('monthly_cost_usd')}]",
         )
+    requirements = system.requirements
+    if requirements is not None and system.runs_per_month is None:
+        if requirements.max_monthly_cost_usd is not None:
+            raise InputError(
+                "a monthly cost limit needs runs_per_month; set runs_per_month, or use "
+                "max_cost_usd to limit the cost of one run",
+                file=path,
+                field="requirements.max_monthly_cost_usd",
+            )
+        if requirements.minimise == "monthly_cost_usd":
+            raise InputError(
+                "minimising monthly_cost_usd needs runs_per_month; set runs_per_month, or "
+                "minimise cost_usd",
+                file=path,
+                field="requirements.minimise",
+            )
     index: dict[str, int] = {}
     for i, device in enumerate(system.devices):
         if device.id in index:
@@ -457,3 +714,5 @@ def _check_system(system: System, path: str | Path) -> None:
                 field=f"links[{i}]",
             )
         seen[pair] = i
+
+    _check_comparisons(system.compare, system, file=path, field="compare")

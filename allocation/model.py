@@ -1,8 +1,9 @@
 """Typed input models: the workflow and the system files (docs/guide.md, section 2).
 
 Every number is checked where it is read: finite, in range and of the right type. Checks
-that involve both files (a pin to a device of the system, for example) and the CPU
-catalog happen in `allocation.loading` and `allocation.compile`.
+that involve both files (a pin to a device of the system, or a stage named in a
+comparison placement, for example) and the CPU catalog happen in `allocation.loading` and
+`allocation.compile`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ __all__ = [
     "ID_PATTERN",
     "OBJECTIVES",
     "SCORE_FIGURES",
+    "CompareFile",
+    "Comparison",
     "Device",
     "Edge",
     "InlineCpu",
     "Link",
     "Pricing",
+    "Requirements",
     "Stage",
     "System",
     "Workflow",
@@ -177,6 +181,59 @@ class Link(_Strict):
         return value
 
 
+class Requirements(_Strict):
+    """Limits a recommended candidate must meet, and the metric minimised among those that do.
+
+    `allocation.explain.recommend` describes how a candidate is chosen from them.
+    """
+
+    max_latency_s: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Largest cost of one run, in USD."""
+    max_monthly_cost_usd: float | None = Field(default=None, ge=0)
+    """Largest monthly bill in USD. It needs the system's runs_per_month."""
+    minimise: Objective = "cost_usd"
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """Limits that are set, by field name (``max_latency_s``, ...), in field order."""
+        values = {
+            "max_latency_s": self.max_latency_s,
+            "max_cost_usd": self.max_cost_usd,
+            "max_monthly_cost_usd": self.max_monthly_cost_usd,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+class Comparison(_Strict):
+    """A placement given by the user, estimated beside the candidates (such as a current design).
+
+    Stages named in `at` run on the device given there. A stage that may run on one
+    device only (pinned, or a single allowed device) stays there unless `at` names it.
+    Every other stage runs on `rest`.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    at: dict[Id, Id] = Field(default_factory=dict)
+    """Stage id to device id."""
+    rest: Id | None = None
+    """Device of every stage not listed in `at`."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_visible(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank; give the placement a name such as 'current design'")
+        return value
+
+
+class CompareFile(_Strict):
+    """A compare file: placements to estimate beside the candidates of a sweep."""
+
+    description: FreeText | None = None
+    compare: list[Comparison] = Field(min_length=1, max_length=1000)
+
+
 def _default_objectives() -> list[Objective]:
     return ["latency_s", "cost_usd"]
 
@@ -190,6 +247,9 @@ class System(_Strict):
     devices: list[Device] = Field(min_length=1, max_length=255)
     links: list[Link] = Field(default_factory=list)
     objectives: list[Objective] = Field(default_factory=_default_objectives, min_length=1)
+    requirements: Requirements | None = None
+    compare: list[Comparison] = Field(default_factory=list, max_length=1000)
+    """Placements to estimate beside the candidates and the baselines."""
 
     @field_validator("objectives")
     @classmethod

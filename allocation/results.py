@@ -7,6 +7,7 @@ and one `at_<stage id>` column per stage holding the device id.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +16,14 @@ import pandas as pd
 
 from allocation.compile import CompiledProblem
 from allocation.estimate import METRIC_COLUMNS, Evaluation, evaluate_placements
-from allocation.model import System, Workflow
+from allocation.explain import PairExplanation, Recommendation
+from allocation.model import Requirements, System, Workflow
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.space import encode_placement
 from allocation.sweep import PartialFront, objective_matrix
 
 __all__ = [
+    "BASELINE_KINDS",
     "FRONT_METRIC_COLUMNS",
     "SweepSummary",
     "baseline_table",
@@ -113,19 +116,59 @@ def _ranges(numbers: list[int]) -> str:
     return ("stage " if len(numbers) == 1 else "stages ") + text
 
 
-def baseline_table(
-    problem: CompiledProblem, front: pd.DataFrame, labels: list[str]
-) -> pd.DataFrame:
-    """Evaluate the all-on-one-device baselines and relate them to the front.
+BASELINE_KINDS = ("all on one device", "given")
+"""Values of the `kind` column of the baseline table."""
 
-    For every device, the baseline puts every stage that may run there on it and leaves
-    pinned stages on their pins; a device that some free stage may not use has no
-    baseline. Columns: `baseline`, the metric and placement columns, `on_front`
-    (equivalent to a front point), `candidate` (that point's label) and `dominated_by`
-    (the label of the first front point that dominates it).
+
+def baseline_table(
+    problem: CompiledProblem,
+    front: pd.DataFrame,
+    labels: list[str],
+    comparisons: Sequence[tuple[str, Sequence[str]]] = (),
+) -> pd.DataFrame:
+    """Evaluate the baselines and the given placements and relate them to the front.
+
+    For every device, the baseline "all on <device id>" puts every stage that may run
+    there on it and leaves pinned stages on their pins. A device that some free stage
+    may not use has no baseline. The given placements (`comparisons`) follow, in their
+    order.
+
+    Parameters
+    ----------
+    problem : CompiledProblem
+    front : DataFrame
+        The front table, one row per candidate, with the objective columns.
+    labels : list of str
+        The candidates' labels, row for row.
+    comparisons : sequence of (str, sequence of str)
+        Named placements as `allocation.loading.resolve_comparisons` returns them: a
+        name and the device id of every stage in workflow file order.
+
+    Returns
+    -------
+    DataFrame
+        One row per baseline, then per given placement. Columns: `baseline` (the name),
+        `kind` ("all on one device" or "given"), the metric and placement columns,
+        `on_front` (equivalent to a front point), `candidate` (that point's label),
+        `dominated_by` (a candidate that dominates the row) and, per objective,
+        `better_by_<objective>`: the row's value minus the dominating candidate's, which
+        is how much better that candidate is (null when the row is not dominated).
+
+    Raises
+    ------
+    ValueError
+        When a given placement has the wrong length, names an unknown device or puts a
+        stage on a device it may not run on.
+
+    Notes
+    -----
+    Of the candidates that dominate a row, `dominated_by` names the one closest to it
+    in latency, the earlier row among equally close ones, so that a report compares the
+    row with the nearest candidate that beats it.
     """
-    rows = []
-    names = []
+    rows: list[list[int]] = []
+    names: list[str] = []
+    kinds: list[str] = []
     for d, device_id in enumerate(problem.device_ids):
         placement = []
         for s in range(problem.n_stages):
@@ -140,19 +183,30 @@ def baseline_table(
         if placement:
             rows.append(placement)
             names.append(f"all on {device_id}")
+            kinds.append(BASELINE_KINDS[0])
+    for name, devices in comparisons:
+        rows.append(_device_indices(problem, name, devices))
+        names.append(name)
+        kinds.append(BASELINE_KINDS[1])
     if not rows:
-        return pd.DataFrame(columns=["baseline", *METRIC_COLUMNS])
+        return pd.DataFrame(columns=["baseline", "kind", *METRIC_COLUMNS])
 
     placements = np.array(rows, dtype=np.int16)
     indices = np.array([encode_placement(problem, list(r)) for r in rows], dtype=np.int64)
     evaluation = evaluate_placements(problem, placements, indices)
     table = evaluation_table(problem, evaluation)
     table.insert(0, "baseline", names)
+    table.insert(1, "kind", kinds)
 
+    # Relate each row to the front: equal to a candidate, or dominated by one.
     points = objective_matrix(problem, evaluation)
     front_points = front[list(problem.objectives)].to_numpy(dtype=np.float64)
-    on_front, candidate, dominated_by = [], [], []
-    for point in points:
+    front_latency_s = front["latency_s"].to_numpy(dtype=np.float64)
+    on_front: list[bool] = []
+    candidate: list[str | None] = []
+    dominated_by: list[str | None] = []
+    better_by = np.full((len(points), len(problem.objectives)), np.nan)
+    for i, point in enumerate(points):
         equal = _equal(front_points, point).all(axis=1)
         at_least = (front_points <= point / (1 - RELATIVE_TOLERANCE)).all(axis=1)
         better = (front_points < point * (1 - RELATIVE_TOLERANCE)).any(axis=1)
@@ -160,11 +214,42 @@ def baseline_table(
         match = np.flatnonzero(equal)
         on_front.append(bool(len(match)))
         candidate.append(labels[int(match[0])] if len(match) else None)
-        dominated_by.append(labels[int(dominating[0])] if len(dominating) else None)
+        if len(dominating):
+            distance_s = np.abs(front_latency_s[dominating] - evaluation.metrics["latency_s"][i])
+            winner = int(dominating[np.argmin(distance_s)])
+            dominated_by.append(labels[winner])
+            better_by[i] = point - front_points[winner]
+        else:
+            dominated_by.append(None)
     table["on_front"] = on_front
     table["candidate"] = pd.array(candidate, dtype="string")
     table["dominated_by"] = pd.array(dominated_by, dtype="string")
+    for k, objective in enumerate(problem.objectives):
+        column = better_by[:, k]
+        table[f"better_by_{objective}"] = pd.array(
+            [None if np.isnan(v) else float(v) for v in column], dtype="Float64"
+        )
     return table
+
+
+def _device_indices(problem: CompiledProblem, name: str, devices: Sequence[str]) -> list[int]:
+    """Return the device index of every stage of a named placement."""
+    if len(devices) != problem.n_stages:
+        raise ValueError(
+            f"placement {name!r} gives {len(devices)} devices for {problem.n_stages} stages"
+        )
+    indices = []
+    for s, device_id in enumerate(devices):
+        if device_id not in problem.device_ids:
+            raise ValueError(f"placement {name!r} names unknown device {device_id!r}")
+        d = problem.device_ids.index(device_id)
+        if d not in problem.allowed[s]:
+            raise ValueError(
+                f"placement {name!r} puts stage {problem.stage_ids[s]!r} on {device_id!r}, "
+                "which it may not run on"
+            )
+        indices.append(d)
+    return indices
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -188,3 +273,12 @@ class SweepSummary:
     timings_s: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     """Paths and content hashes of the input files and catalogs."""
+    requirements: Requirements | None = None
+    """The requirements in force: the system's, or limits given on the command line."""
+    recommendation: Recommendation | None = None
+    explanations: list[PairExplanation] = field(default_factory=list)
+    """Explained pairs of candidates, such as neighbours in latency order."""
+    explanations_omitted: int = 0
+    """Number of pairs left unexplained, for example past a limit on the report's length."""
+    charts: dict[str, str] = field(default_factory=dict)
+    """File name to title of every chart written beside the report."""

@@ -7,6 +7,10 @@ sets, edges may carry zero bytes and stages may take zero time. Links come with 
 without ``latency_ms``, up to three devices are priced by the ``flat`` provider, and
 there are one, two or three objectives. Every space has at most `MAX_SPACE` assignments,
 so that the pure-Python reference stays fast.
+
+`random_problem_mixed_pricing(seed)` builds the same problem with at least one priced
+device and some devices priced by ``aws-lambda`` from ``catalogs/prices.parquet``
+instead of ``flat``; compile it with that catalog folder as ``catalog_dir``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from allocation.catalog import CpuCatalog
 from allocation.model import SCORE_FIGURES, System, Workflow
 
-__all__ = ["EMPTY_CATALOG", "MAX_SPACE", "random_problem"]
+__all__ = ["EMPTY_CATALOG", "MAX_SPACE", "random_problem", "random_problem_mixed_pricing"]
 
 MAX_SPACE = 3000
 """Largest number of assignments of a generated problem."""
@@ -274,3 +278,46 @@ def _random_objectives(rng: random.Random, *, has_runs: bool) -> list[str]:
     if roll < 0.6:
         return [rng.choice(["latency_s", "cost_usd", *extra])]
     return ["latency_s", "cost_usd", rng.choice(extra)]
+
+
+# Lambda configurations with every price the provider needs in catalogs/prices.parquet.
+_LAMBDA_CONFIGURATIONS = (
+    ("ap-northeast-1", "x86_64"),
+    ("ap-northeast-1", "arm64"),
+    ("us-east-1", "x86_64"),
+)
+
+
+def random_problem_mixed_pricing(seed: int) -> tuple[Workflow, System]:
+    """Build `random_problem(seed)` with `flat` and `aws-lambda` devices side by side.
+
+    At least one device is priced. Each priced device keeps its `flat` rates or, with
+    probability one half, is billed by `aws-lambda` with a random region, architecture
+    and memory size. About half of the systems have a `runs_per_month`.
+    """
+    workflow, system = random_problem(seed)
+    rng = random.Random(seed + 7_000_003)
+    # warnings=False: pydantic cannot tell which side of the CPU union it serialises.
+    document = system.model_dump(by_alias=True, exclude_none=True, warnings=False)
+
+    devices = document["devices"]
+    if not any("pricing" in device for device in devices):
+        rng.choice(devices)["pricing"] = _random_flat_pricing(rng)
+    for device in devices:
+        if "pricing" not in device or rng.random() < 0.5:
+            continue
+        region, architecture = rng.choice(_LAMBDA_CONFIGURATIONS)
+        device["pricing"] = {
+            "provider": "aws-lambda",
+            "region": region,
+            "architecture": architecture,
+            "memory_mb": rng.choice([128, 1024, 1769, 5120, 10240]),
+        }
+    if any(device.get("pricing", {}).get("provider") == "aws-lambda" for device in devices):
+        # A run can move up to about 90 GB (nine edges of up to 10 GB each), and the Tokyo
+        # egress tiers of the price table end at 10,240 GB a month, so at most 100 runs.
+        if "runs_per_month" in document or rng.random() < 0.5:
+            document["runs_per_month"] = rng.choice([0, 1, 100])
+    elif "runs_per_month" not in document and rng.random() < 0.5:
+        document["runs_per_month"] = rng.choice([1, 1000, 100_000, 10**7])
+    return workflow, System.model_validate(document)
