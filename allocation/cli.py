@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from allocation import __version__
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.errors import AllocationError, InputError
+from allocation.model import OBJECTIVES
 
 __all__ = ["main"]
 
@@ -94,6 +96,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows kept in patterns.parquet; larger spaces are sampled uniformly "
         "(default: 1000000)",
     )
+    explain = sweep.add_argument_group("explaining the candidates")
+    explain.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="placements to compare with the front, e.g. the current design (a YAML or "
+        "JSON file with a top-level `compare:` list; see docs/guide.md)",
+    )
+    explain.add_argument(
+        "--max-latency-s",
+        type=_limit,
+        default=None,
+        metavar="S",
+        help="latency limit in seconds; overrides requirements.max_latency_s of the system",
+    )
+    explain.add_argument(
+        "--max-cost-usd",
+        type=_limit,
+        default=None,
+        metavar="USD",
+        help="limit on the cost of one run in USD; overrides requirements.max_cost_usd",
+    )
+    explain.add_argument(
+        "--max-monthly-cost-usd",
+        type=_limit,
+        default=None,
+        metavar="USD",
+        help="limit on the monthly bill in USD (needs runs_per_month); overrides "
+        "requirements.max_monthly_cost_usd",
+    )
+    explain.add_argument(
+        "--minimise",
+        choices=list(OBJECTIVES),
+        default=None,
+        metavar="METRIC",
+        help="metric the recommendation minimises among the candidates that meet the "
+        f"limits: {', '.join(OBJECTIVES)} (default: cost_usd)",
+    )
+    explain.add_argument(
+        "--explain",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="A:B",
+        help="also explain how candidate B differs from candidate A (labels as in the "
+        "report); repeat for more pairs. Neighbours on the front are always explained",
+    )
+    explain.add_argument(
+        "--share-url",
+        default=None,
+        metavar="URL",
+        help="where the output folder is shared (a URL or path); in a flow run, a "
+        "Prefect link artifact then points to report.html there",
+    )
     sweep.add_argument(
         "-v",
         "--verbose",
@@ -115,6 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_catalog_commands(commands)
     return parser
+
+
+def _limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _pair(text: str) -> tuple[str, str]:
+    first, separator, second = text.partition(":")
+    labels = (first.strip().upper(), second.strip().upper())
+    if not separator or not all(label.isalpha() and label.isascii() for label in labels):
+        raise argparse.ArgumentTypeError(
+            f"expected two candidate labels separated by a colon, such as A:C, got {text!r}"
+        )
+    if labels[0] == labels[1]:
+        raise argparse.ArgumentTypeError(f"names candidate {labels[0]} twice; name two")
+    return labels
 
 
 def _positive_int(text: str) -> int:
@@ -157,10 +236,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from allocation.outputs import share_link
     from allocation.study import load_study
 
     # Validate before starting Prefect: bad input fails in milliseconds, writes nothing.
-    study = load_study(args.workflow, args.system, args.catalog)
+    requirements = {
+        "max_latency_s": args.max_latency_s,
+        "max_cost_usd": args.max_cost_usd,
+        "max_monthly_cost_usd": args.max_monthly_cost_usd,
+        "minimise": args.minimise,
+    }
+    study = load_study(
+        args.workflow,
+        args.system,
+        args.catalog,
+        compare_path=args.compare,
+        requirements=requirements,
+    )
+    share_link(args.share_url, "report.html")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError(
             "--out names an existing file; give a folder for the outputs", file=args.out
@@ -184,6 +277,10 @@ def _sweep(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         max_patterns=args.max_patterns,
         show_progress=True,
+        compare_path=None if args.compare is None else str(args.compare),
+        requirements={key: value for key, value in requirements.items() if value is not None},
+        explain=[f"{a}:{b}" for a, b in args.explain],
+        share_url=args.share_url,
     )
     _print_summary(outcome, study, time.perf_counter() - started)
     return EXIT_OK
@@ -241,6 +338,10 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
             f"  baseline {baseline['baseline']}: latency {baseline['latency_s']:.6g} s, "
             f"cost {baseline['cost_usd']:.6g} USD, {relation}"
         )
+    if outcome.recommended is not None:
+        print(f"Recommended: {outcome.recommended}. {outcome.recommendation}")
+    else:
+        print(f"No recommendation: {outcome.recommendation}")
     sampled = " (a uniform sample)" if outcome.patterns_sampled else ""
     print(
         f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet "

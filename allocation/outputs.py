@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from allocation.errors import AllocationError
+from allocation.errors import AllocationError, InputError
 
-__all__ = ["dataframe_to_arrow", "staged_output", "write_json", "write_parquet"]
+__all__ = ["dataframe_to_arrow", "share_link", "staged_output", "write_json", "write_parquet"]
 
 
 def dataframe_to_arrow(table: pd.DataFrame) -> pa.Table:
@@ -109,3 +111,45 @@ def staged_output(out_dir: Path) -> Iterator[Callable[[str], Path]]:
         ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_SHAREABLE_SCHEMES = ("http://", "https://", "file://")
+_URL_SAFE = ":/?#@!$&*+,;=%~"
+
+
+def share_link(share_url: str | None, file_name: str) -> str | None:
+    """Return the address of `file_name` in the shared output folder, or None.
+
+    A URL must use http, https or file; anything else is a path, made absolute and
+    turned into a file URL. Characters that could end a markdown link are
+    percent-encoded. The link lands in the Prefect UI, so no other scheme (such
+    as javascript:) is accepted.
+
+    Raises
+    ------
+    InputError
+        For a URL with another scheme.
+    """
+    if share_url is None:
+        return None
+    text = share_url.strip()
+    if not text:
+        raise InputError(
+            "is empty; give the URL or path where the output folder is shared",
+            file="command line",
+            field="--share-url",
+        )
+    if text.lower().startswith(_SHAREABLE_SCHEMES):
+        # Percent-encode what could end a markdown link or an attribute: spaces,
+        # quotes, brackets, parentheses and angle brackets.
+        return quote(text.rstrip("/") + "/" + file_name, safe=_URL_SAFE)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+        raise InputError(
+            "is a URL with a scheme other than http, https or file; give such a URL or a "
+            "folder path",
+            file="command line",
+            field="--share-url",
+            value=share_url,
+            has_value=True,
+        )
+    return (Path(text).expanduser().resolve() / file_name).as_uri()

@@ -16,11 +16,13 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from allocation.explain import LatencyItem, PairExplanation
 from allocation.model import SCORE_FIGURES
 from allocation.results import SweepSummary
 
@@ -229,13 +231,23 @@ def _candidates_table(summary: SweepSummary) -> str:
     header = ["Label", "Placement"]
     header += [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names]
     header.append("Equivalent assignments")
+    recommendation = summary.recommendation
+    limits = summary.requirements.limits if summary.requirements is not None else {}
+    if limits and recommendation is not None:
+        header.append("Within the limits")
     rows = []
-    for _, row in summary.candidates.iterrows():
-        cells = [escape_markdown(row["label"]), escape_markdown(row["placement"])]
+    for i, (_, row) in enumerate(summary.candidates.iterrows()):
+        label = escape_markdown(row["label"])
+        if recommendation is not None and str(row["label"]) == recommendation.label:
+            label = f"**{label}** (recommended)"
+        cells = [label, escape_markdown(row["placement"])]
         cells += [_format_metric(n, row[n], digits[n]) for n in names]
         cells.append(f"{int(row['equivalent_count']):,}")
+        if limits and recommendation is not None:
+            cells.append("yes" if recommendation.meets["all"][i] else "no")
         rows.append(cells)
-    return _table(header, rows, [False, False] + [True] * len(names) + [True])
+    right = [False, False] + [True] * len(names) + [True] + [False] * (len(header) - len(names) - 3)
+    return _table(header, rows, right)
 
 
 def _comparison(
@@ -438,6 +450,329 @@ _ESTIMATION_NOTES = (
 )
 
 
+# --- Recommendation and pairwise explanations ----------------------------------------
+
+_LIMIT_METRICS = {
+    "max_latency_s": "latency_s",
+    "max_cost_usd": "cost_usd",
+    "max_monthly_cost_usd": "monthly_cost_usd",
+}
+
+
+def _recommendation_section(summary: SweepSummary) -> str:
+    recommendation = summary.recommendation
+    if recommendation is None:
+        return ""
+    parts = []
+    if recommendation.label is not None:
+        row = _candidate_row(summary, recommendation.label)
+        placement = escape_markdown(row["placement"]) if row is not None else ""
+        parts.append(
+            f"**Recommended: candidate {escape_markdown(recommendation.label)}** "
+            f"({placement}). {escape_markdown(recommendation.reason)}"
+        )
+    else:
+        parts.append(f"**No recommendation.** {escape_markdown(recommendation.reason)}")
+        if recommendation.shortfalls:
+            parts.append("\n".join(f"- {escape_markdown(s)}" for s in recommendation.shortfalls))
+
+    limits = summary.requirements.limits if summary.requirements is not None else {}
+    if limits:
+        labels = [str(label) for label in summary.candidates["label"]]
+        rows = []
+        for name, value in limits.items():
+            metric = _LIMIT_METRICS[name]
+            within = [
+                label for label, ok in zip(labels, recommendation.meets[name], strict=True) if ok
+            ]
+            rows.append(
+                [
+                    escape_markdown(name),
+                    f"{format_significant(value, 6)} {_METRICS[metric][1]}",
+                    _label_list(within) if within else "none",
+                ]
+            )
+        within_all = [
+            label for label, ok in zip(labels, recommendation.meets["all"], strict=True) if ok
+        ]
+        rows.append(["every limit", "", _label_list(within_all) if within_all else "none"])
+        parts.append(_table(["Limit", "Value", "Candidates within it"], rows, [False, True, False]))
+    else:
+        parts.append(
+            "To recommend by limits instead, set `requirements:` in the system file "
+            "(max\\_latency\\_s, max\\_cost\\_usd, max\\_monthly\\_cost\\_usd, minimise) or "
+            "pass --max-latency-s, --max-cost-usd or --max-monthly-cost-usd."
+        )
+    return "\n\n".join(parts)
+
+
+def _label_list(labels: Sequence[str], most: int = 30) -> str:
+    shown = ", ".join(escape_markdown(label) for label in labels[:most])
+    if len(labels) > most:
+        shown += f" and {len(labels) - most:,} more"
+    return shown
+
+
+def _candidate_row(summary: SweepSummary, label: str) -> pd.Series | None:
+    matches = summary.candidates[summary.candidates["label"].astype(str) == label]
+    return None if matches.empty else matches.iloc[0]
+
+
+def _charts_section(summary: SweepSummary) -> str:
+    return "\n\n".join(
+        f"![{escape_markdown(title)}]({file_name})" for file_name, title in summary.charts.items()
+    )
+
+
+def _decimals_for(values: Iterable[float], *, digits: int = 3, least: int = 0) -> int:
+    """Return the decimals that show the smallest non-zero value with `digits` digits."""
+    smallest = min((abs(v) for v in values if v != 0 and math.isfinite(v)), default=None)
+    if smallest is None:
+        return least
+    decimals = digits - 1 - math.floor(math.log10(smallest))
+    return int(min(max(decimals, least), 15))
+
+
+def _round_to_sum(values: Sequence[float], total: Decimal, decimals: int) -> list[Decimal]:
+    """Round `values` to `decimals` places so that they add up to `total` exactly.
+
+    Each value is rounded to the nearest step; the steps that the rounded values miss
+    (or overshoot) are given to (taken from) the values whose rounding moved them the
+    most, so no value moves by more than one step beyond its nearest rounding. `total`
+    must already have `decimals` places.
+    """
+    step = Decimal(1).scaleb(-decimals)
+    exact = [Decimal(repr(float(v))) for v in values]
+    rounded = [v.quantize(step, rounding=ROUND_HALF_EVEN) for v in exact]
+    missing = int((total - sum(rounded, Decimal(0))) / step)
+    if missing and rounded:
+        direction = 1 if missing > 0 else -1
+        # The values rounded furthest against the needed direction move first.
+        order = sorted(range(len(values)), key=lambda i: direction * (rounded[i] - exact[i]))
+        for k in range(abs(missing)):
+            i = order[k % len(order)]
+            rounded[i] += direction * step
+    return rounded
+
+
+def _signed(value: Decimal) -> str:
+    if value == 0:
+        return "0"
+    text = f"{abs(value):,f}"
+    return ("+" if value > 0 else "-") + text
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value:,f}"
+
+
+def _quantized(value: float, decimals: int) -> Decimal:
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_EVEN)
+
+
+def _latency_reason(item: LatencyItem, label_a: str, label_b: str) -> str:
+    a, b = escape_markdown(label_a), escape_markdown(label_b)
+    path = ""
+    if item.on_path_a != item.on_path_b:
+        only = a if item.on_path_a else b
+        path = f"on the critical path only under {only}"
+    if item.kind == "stage":
+        if item.moved:
+            device_a, device_b = escape_markdown(item.device_a), escape_markdown(item.device_b)
+            text = f"moved from {device_a} to {device_b}"
+            if item.speed_ratio is not None and item.speed_ratio > 0:
+                if item.speed_ratio >= 1:
+                    text += f", {format_significant(item.speed_ratio, 3)}× as fast there"
+                else:
+                    text += f", {format_significant(1 / item.speed_ratio, 3)}× as slow there"
+            return text + (f"; {path}" if path else "")
+        return path or f"stays on {escape_markdown(item.device_a)}"
+    size = f"{item.bytes:,} B" if item.bytes is not None else "the data"
+    if item.change == "added":
+        link = item.link_b or ("?", "?")
+        text = (
+            f"transfer added: {size} from {escape_markdown(link[0])} to {escape_markdown(link[1])}"
+        )
+    elif item.change == "removed":
+        link = item.link_a or ("?", "?")
+        text = (
+            f"transfer removed: {size} no longer sent from {escape_markdown(link[0])} to "
+            f"{escape_markdown(link[1])}"
+        )
+    elif item.change == "changed":
+        la, lb = item.link_a or ("?", "?"), item.link_b or ("?", "?")
+        text = (
+            f"transfer of {size} moved from {escape_markdown(la[0])}→{escape_markdown(la[1])} "
+            f"to {escape_markdown(lb[0])}→{escape_markdown(lb[1])}"
+        )
+    else:
+        text = f"same transfer of {size}"
+    return text + (f"; {path}" if path else "")
+
+
+def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> str:
+    a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
+    ta, tb = explanation.totals_a, explanation.totals_b
+    digits = _distinguishing_digits([ta.latency_s, tb.latency_s])
+    latency_delta = tb.latency_s - ta.latency_s
+    cost_digits = _distinguishing_digits([ta.cost_usd, tb.cost_usd])
+    cost_delta = tb.cost_usd - ta.cost_usd
+    if latency_delta == 0:
+        time_text = f"{b} takes as long as {a}"
+    else:
+        more = "longer" if latency_delta > 0 else "less"
+        time_text = (
+            f"{b} takes {format_significant(abs(latency_delta), 3)} s {more} than {a} "
+            f"({format_significant(tb.latency_s, digits, trailing_zeros=True)} s against "
+            f"{format_significant(ta.latency_s, digits, trailing_zeros=True)} s)"
+        )
+    if cost_delta == 0:
+        cost_text = "costs the same per run"
+    else:
+        more = "more" if cost_delta > 0 else "less"
+        cost_text = (
+            f"costs {format_significant(abs(cost_delta), 3)} USD {more} per run "
+            f"({format_significant(tb.cost_usd, cost_digits, trailing_zeros=True)} USD against "
+            f"{format_significant(ta.cost_usd, cost_digits, trailing_zeros=True)} USD)"
+        )
+    sentences = [f"{time_text} and {cost_text}."]
+    if ta.monthly_cost_usd is not None and tb.monthly_cost_usd is not None and runs_per_month:
+        monthly_delta = tb.monthly_cost_usd - ta.monthly_cost_usd
+        sentences.append(
+            f"Over a month of {runs_per_month:,} runs, {b} costs "
+            f"{_money(abs(monthly_delta))} USD {'more' if monthly_delta >= 0 else 'less'} "
+            f"({_money(tb.monthly_cost_usd)} USD against {_money(ta.monthly_cost_usd)} USD)."
+        )
+    if explanation.faster is not None and explanation.usd_per_s_saved is not None:
+        faster = escape_markdown(explanation.faster)
+        slower = b if explanation.faster == explanation.label_a else a
+        rate = explanation.usd_per_s_saved
+        if rate >= 0:
+            text = (
+                f"Each second that {faster} saves over {slower} costs "
+                f"{format_significant(rate, 3)} USD per run"
+            )
+            if explanation.monthly_usd_per_s_saved is not None:
+                text += (
+                    f" ({format_significant(explanation.monthly_usd_per_s_saved, 3)} USD a month)"
+                )
+        else:
+            text = f"{faster} is both faster and cheaper than {slower}"
+        sentences.append(text + ".")
+    moved = explanation.moved_stages
+    if moved:
+        sentences.append(
+            ("Stage moved: " if len(moved) == 1 else "Stages moved: ")
+            + ", ".join(escape_markdown(stage) for stage in moved)
+            + "."
+        )
+    return " ".join(sentences)
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if abs(value) >= 0.005 or value == 0 else format_significant(value, 3)
+
+
+def _latency_table(explanation: PairExplanation) -> str:
+    items = explanation.latency_changes
+    ta, tb = explanation.totals_a.latency_s, explanation.totals_b.latency_s
+    decimals = _decimals_for([i.delta_s for i in items] + [ta, tb], least=3)
+    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
+    deltas = _round_to_sum([i.delta_s for i in items], total_b - total_a, decimals)
+    a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
+    rows = []
+    for item, delta in zip(items, deltas, strict=True):
+        name = escape_markdown(item.name)
+        kind = "stage" if item.kind == "stage" else "transfer"
+        rows.append(
+            [
+                f"{kind} {name}",
+                _plain(_quantized(item.contribution_a_s, decimals)),
+                _plain(_quantized(item.contribution_b_s, decimals)),
+                _signed(delta),
+                _latency_reason(item, explanation.label_a, explanation.label_b),
+            ]
+        )
+    rows.append(["**latency**", _plain(total_a), _plain(total_b), _signed(total_b - total_a), ""])
+    header = ["Stage or transfer", f"{a} (s)", f"{b} (s)", "Difference (s)", "What changed"]
+    return _table(header, rows, [False, True, True, True, False])
+
+
+def _cost_table(explanation: PairExplanation) -> str:
+    items = explanation.cost_changes
+    ta, tb = explanation.totals_a.cost_usd, explanation.totals_b.cost_usd
+    decimals = _decimals_for([i.delta_usd for i in items] + [ta, tb], digits=3, least=2)
+    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
+    deltas = _round_to_sum([i.delta_usd for i in items], total_b - total_a, decimals)
+    a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
+    rows = [
+        [
+            f"{escape_markdown(item.device_id)}: {escape_markdown(item.line)} "
+            f"({escape_markdown(item.provider)})",
+            _plain(_quantized(item.usd_a, decimals)),
+            _plain(_quantized(item.usd_b, decimals)),
+            _signed(delta),
+        ]
+        for item, delta in zip(items, deltas, strict=True)
+    ]
+    rows.append(["**cost per run**", _plain(total_a), _plain(total_b), _signed(total_b - total_a)])
+    header = ["Billing line", f"{a} (USD)", f"{b} (USD)", "Difference (USD)"]
+    return _table(header, rows, [False, True, True, True])
+
+
+def _monthly_table(explanation: PairExplanation) -> str:
+    items = [i for i in explanation.monthly_items if i.delta_usd != 0]
+    ta, tb = explanation.totals_a.monthly_cost_usd, explanation.totals_b.monthly_cost_usd
+    if ta is None or tb is None:
+        return ""
+    decimals = _decimals_for([i.delta_usd for i in items] + [ta, tb], digits=3, least=2)
+    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
+    deltas = _round_to_sum([i.delta_usd for i in items], total_b - total_a, decimals)
+    a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
+    rows = [
+        [
+            f"{escape_markdown(item.device_id)} ({escape_markdown(item.provider)})",
+            _plain(_quantized(item.usd_a, decimals)),
+            _plain(_quantized(item.usd_b, decimals)),
+            _signed(delta),
+        ]
+        for item, delta in zip(items, deltas, strict=True)
+    ]
+    rows.append(["**monthly cost**", _plain(total_a), _plain(total_b), _signed(total_b - total_a)])
+    header = ["Device", f"{a} (USD a month)", f"{b} (USD a month)", "Difference (USD a month)"]
+    return _table(header, rows, [False, True, True, True])
+
+
+def _differences_section(summary: SweepSummary) -> str:
+    explanations = summary.explanations
+    if not explanations:
+        return "There is only one candidate, so there is nothing to compare."
+    parts = [
+        "Each comparison splits the difference in latency into the stages and transfers on "
+        "the critical paths (the longest chains of stages and transfers, which set the "
+        "latency), and the difference in cost into the providers' billing lines. The "
+        "differences in each table add up to its total; rounding is spread so that the "
+        "rounded figures add up too."
+    ]
+    if summary.explanations_omitted:
+        parts.append(
+            f"{_count(summary.explanations_omitted, 'further neighbouring pair')} "
+            "of candidates are not shown; pass --explain A:B to explain any two candidates."
+        )
+    runs = summary.problem.runs_per_month
+    for explanation in explanations:
+        a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
+        parts.append(f"### {b} compared with {a}")
+        parts.append(_pair_sentence(explanation, runs))
+        parts.append(_latency_table(explanation))
+        if explanation.cost_items:
+            parts.append(_cost_table(explanation))
+        monthly = _monthly_table(explanation)
+        if monthly:
+            parts.append(monthly)
+    return "\n\n".join(parts)
+
+
 # --- Public renderers ---------------------------------------------------------------
 
 
@@ -459,12 +794,20 @@ def render_report_md(summary: SweepSummary) -> str:
         f"# Allocation of {escape_markdown(summary.problem.workflow_name)} on "
         f"{escape_markdown(summary.problem.system_name)}"
     )
-    sections = [
-        title,
-        _summary_paragraph(summary),
+    sections = [title, _summary_paragraph(summary)]
+    recommendation = _recommendation_section(summary)
+    if recommendation:
+        sections += ["## Recommendation", recommendation]
+    sections += [
         "## Candidates",
         "The candidates are ordered by latency. Stage numbers refer to the table of stages below.",
         _candidates_table(summary),
+    ]
+    if summary.charts:
+        sections += ["## Charts", _charts_section(summary)]
+    if summary.explanations or summary.recommendation is not None:
+        sections += ["## How the candidates differ", _differences_section(summary)]
+    sections += [
         "## Baselines",
         _baselines_section(summary),
         "## Stages",

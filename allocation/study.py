@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from allocation.catalog import CpuCatalog, load_cpu_catalog
 from allocation.compile import CompiledProblem, compile_problem
-from allocation.loading import load_system, load_workflow
-from allocation.model import System, Workflow
+from allocation.errors import InputError
+from allocation.loading import load_compare_file, load_system, load_workflow, resolve_comparisons
+from allocation.model import Requirements, System, Workflow
 
 __all__ = ["CATALOG_ENV", "Study", "default_catalog_dir", "load_study"]
 
@@ -31,6 +35,11 @@ class Study:
     problem: CompiledProblem
     inputs: dict[str, Any]
     """Path and SHA-256 of every input file, for run metadata."""
+    comparisons: list[tuple[str, list[str]]] = field(default_factory=list)
+    """Placements to compare with the front: a name and the device id of every stage,
+    from the system's ``compare`` list, then from the compare file."""
+    requirements: Requirements | None = None
+    """The system's ``requirements`` with the command line's limits applied over them."""
 
 
 def default_catalog_dir() -> Path:
@@ -48,14 +57,30 @@ def default_catalog_dir() -> Path:
 
 
 def load_study(
-    workflow_path: str | Path, system_path: str | Path, catalog_dir: str | Path | None = None
+    workflow_path: str | Path,
+    system_path: str | Path,
+    catalog_dir: str | Path | None = None,
+    *,
+    compare_path: str | Path | None = None,
+    requirements: Mapping[str, Any] | None = None,
 ) -> Study:
     """Read, validate and compile a workflow and a system.
+
+    Parameters
+    ----------
+    workflow_path, system_path
+        The input files.
+    catalog_dir
+        Folder with cpus.parquet; `default_catalog_dir` when omitted.
+    compare_path
+        A compare file: placements to compare with the front, after those of the system.
+    requirements
+        Fields of `Requirements` given on the command line; each replaces the system's.
 
     Raises
     ------
     InputError
-        For anything wrong in the files or the catalog.
+        For anything wrong in the files, the catalog or the command-line requirements.
     """
     catalog_dir = Path(catalog_dir) if catalog_dir is not None else default_catalog_dir()
     workflow = load_workflow(workflow_path)
@@ -69,6 +94,19 @@ def load_study(
         system_file=system_path,
         catalog_dir=catalog_dir,
     )
+    comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
+    if compare_path is not None:
+        entries = load_compare_file(compare_path)
+        comparisons += resolve_comparisons(workflow, system, entries, file=compare_path)
+        names = [name for name, _ in comparisons]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise InputError(
+                    f"names a placement {name!r} that the system file's compare list "
+                    "already has; give each placement its own name",
+                    file=compare_path,
+                    field="compare",
+                )
     inputs = {
         "workflow": {"path": str(workflow_path), "sha256": _sha256(workflow_path)},
         "system": {"path": str(system_path), "sha256": _sha256(system_path)},
@@ -79,7 +117,52 @@ def load_study(
             "path": str(catalog_dir / "cpu-aliases.csv"),
             "sha256": catalog.aliases_sha256,
         }
-    return Study(workflow, system, catalog, problem, inputs)
+    if compare_path is not None:
+        inputs["compare"] = {"path": str(compare_path), "sha256": _sha256(compare_path)}
+    merged = _merged_requirements(system, requirements or {})
+    return Study(workflow, system, catalog, problem, inputs, comparisons, merged)
+
+
+_REQUIREMENT_OPTIONS = {
+    "max_latency_s": "--max-latency-s",
+    "max_cost_usd": "--max-cost-usd",
+    "max_monthly_cost_usd": "--max-monthly-cost-usd",
+    "minimise": "--minimise",
+}
+
+
+def _merged_requirements(system: System, overrides: Mapping[str, Any]) -> Requirements | None:
+    """Apply command-line requirements over the system's; None when neither sets any."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if not given:
+        return system.requirements
+    base = (
+        system.requirements.model_dump(exclude_unset=True)
+        if system.requirements is not None
+        else {}
+    )
+    try:
+        merged = Requirements.model_validate({**base, **given})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        raise InputError(
+            f"{_REQUIREMENT_OPTIONS.get(name, name)} {error['msg'].lower()}",
+            file="command line",
+            field=name,
+            value=given.get(name),
+            has_value=name in given,
+        ) from None
+    if merged.max_monthly_cost_usd is not None and system.runs_per_month is None:
+        raise InputError(
+            "--max-monthly-cost-usd needs runs_per_month in the system file, which "
+            f"{system.system!r} does not set; add runs_per_month or drop the limit",
+            file="command line",
+            field="max_monthly_cost_usd",
+            value=merged.max_monthly_cost_usd,
+            has_value=True,
+        )
+    return merged
 
 
 def _sha256(path: str | Path) -> str:

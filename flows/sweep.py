@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -31,26 +32,32 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from allocation.charts import tradeoff_chart, write_chart_html, write_chart_png
+from allocation.charts import (
+    breakdown_chart,
+    placement_chart,
+    tradeoff_chart,
+    write_chart_html,
+    write_chart_png,
+)
 from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
-from allocation.outputs import staged_output, write_json, write_parquet
+from allocation.explain import (
+    breakdown_tables,
+)
+from allocation.outputs import share_link, staged_output, write_json, write_parquet
 from allocation.progress import ProgressLine
 from allocation.report import (
     candidates_artifact_rows,
     render_report_md,
     render_summary_markdown,
 )
+from allocation.report_html import ChartEmbed, embed_pngs_in_markdown, render_report_html
 from allocation.results import (
     SweepSummary,
-    baseline_table,
-    candidate_labels,
-    evaluation_table,
-    front_table,
-    placement_summary,
 )
 from allocation.space import plan_chunks
 from allocation.study import load_study
+from allocation.summary import summarise
 from allocation.sweep import ChunkResult, PartialFront, merge_fronts, sweep_chunk
 
 __all__ = ["SweepOutcome", "artifact_key", "choose_chunk_size", "sweep"]
@@ -76,6 +83,8 @@ class SweepOutcome:
     timings_s: dict[str, float] = field(default_factory=dict)
     patterns_written: int = 0
     patterns_sampled: bool = False
+    recommended: str | None = None
+    recommendation: str = ""
 
 
 def choose_chunk_size(space_size: int) -> int:
@@ -112,6 +121,10 @@ def sweep(
     chunk_size: int | None = None,
     max_patterns: int = 1_000_000,
     show_progress: bool = False,
+    compare_path: str | None = None,
+    requirements: dict[str, Any] | None = None,
+    explain: list[str] | None = None,
+    share_url: str | None = None,
 ) -> SweepOutcome:
     """Find the exact Pareto front of a workflow on a system and write the outputs.
 
@@ -129,13 +142,31 @@ def sweep(
         Rows of patterns.parquet; a larger space is sampled uniformly.
     show_progress
         Draw a progress line on the terminal.
+    compare_path
+        A compare file: placements to compare with the front (docs/guide.md).
+    requirements
+        Limits and the metric to minimise (the fields of the system's `requirements`),
+        each replacing the system's own.
+    explain
+        Extra pairs of candidate labels to explain, such as ``["A:D"]``; neighbouring
+        candidates are always explained.
+    share_url
+        Where the output folder is shared (a URL or a path); a link artifact then
+        points to report.html there.
     """
     logger = get_run_logger()
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     # Load and compile.
-    study = load_study(workflow_path, system_path, catalog_dir)
+    study = load_study(
+        workflow_path,
+        system_path,
+        catalog_dir,
+        compare_path=compare_path,
+        requirements=requirements,
+    )
+    report_link = share_link(share_url, "report.html")
     problem = study.problem
     timings["load_compile_s"] = time.perf_counter() - started
     space_size = problem.space_size
@@ -198,65 +229,73 @@ def sweep(
         len(front),
     )
 
-    # Tables: candidates, baselines, patterns.
+    # Tables: candidates, baselines, recommendation, explained pairs, patterns.
     mark = time.perf_counter()
-    candidates = front_table(problem, front)
-    labels = candidate_labels(len(candidates))
-    front_columns = list(candidates.columns)
-    candidates.insert(0, "label", labels)
-    candidates.insert(
-        1,
-        "placement",
-        [
-            placement_summary(problem, [row[f"at_{s}"] for s in problem.stage_ids])
-            for _, row in candidates.iterrows()
-        ],
-    )
-    baselines = baseline_table(problem, candidates, labels)
-    patterns = Evaluation.concat(pattern_parts, problem.n_stages)
-    order = np.argsort(patterns.pattern_index, kind="stable")
-    patterns_table = evaluation_table(problem, patterns.take(order))
-    summary = SweepSummary(
-        workflow=study.workflow,
-        system=study.system,
-        problem=problem,
-        candidates=candidates,
-        patterns=patterns_table,
+    pairs = []
+    for text in explain or []:
+        first, _, second = text.partition(":")
+        pairs.append((first, second))
+    summary = summarise(
+        study,
+        front,
+        Evaluation.concat(pattern_parts, problem.n_stages),
         patterns_sampled=sample_fraction < 1.0,
-        baselines=baselines,
-        space_size=space_size,
+        explain=pairs,
         timings_s=timings,
-        inputs=study.inputs,
     )
+    candidates = summary.candidates
+    patterns_table = summary.patterns
+    recommendation = summary.recommendation
+    assert recommendation is not None
     timings["tables_s"] = time.perf_counter() - mark
 
     # Write everything into a staging folder; publish; move into place.
     with staged_output(target) as path_for:
         mark = time.perf_counter()
+        front_columns = [c for c in candidates.columns if c not in ("label", "placement")]
         write_parquet(candidates[front_columns], path_for("front.parquet"))
         write_parquet(patterns_table, path_for("patterns.parquet"))
         timings["write_parquet_s"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        chart = tradeoff_chart(summary)
-        write_chart_html(chart, path_for("chart.html"))
-        write_chart_png(chart, path_for("chart.png"))
-        png = path_for("chart.png").read_bytes()
+        embeds = []
+        for png_name, chart in _build_charts(summary).items():
+            html_name = png_name.removesuffix(".png") + ".html"
+            write_chart_html(chart, path_for(html_name))
+            write_chart_png(chart, path_for(png_name))
+            embeds.append(
+                ChartEmbed(
+                    file_name=png_name,
+                    spec=chart.to_dict(),
+                    png=path_for(png_name).read_bytes(),
+                    alt=summary.charts[png_name],
+                )
+            )
         timings["charts_s"] = time.perf_counter() - mark
 
+        timings["total_s"] = time.perf_counter() - started
+        report_md = render_report_md(summary)
+        path_for("report.md").write_text(report_md, "utf-8")
+        title = f"Allocation of {problem.workflow_name} on {problem.system_name}"
+        path_for("report.html").write_text(
+            render_report_html(report_md, title=title, charts=embeds), "utf-8"
+        )
+
         mark = time.perf_counter()
-        _publish_artifacts(summary, png)
+        _publish_artifacts(summary, report_md, embeds, report_link)
         timings["artifacts_s"] = time.perf_counter() - mark
 
-        timings["total_s"] = time.perf_counter() - started
-        path_for("report.md").write_text(render_report_md(summary), "utf-8")
         write_json(_run_metadata(study, summary, chunks, size, timings), path_for("run.json"))
         files = [
             "front.parquet",
             "patterns.parquet",
             "report.md",
-            "chart.html",
-            "chart.png",
+            "report.html",
+            *(
+                name.removesuffix(".png") + ext
+                for name in summary.charts
+                for ext in (".html", ".png")
+            ),
             "run.json",
         ]
 
@@ -266,26 +305,68 @@ def sweep(
         files=files,
         space_size=space_size,
         candidates=candidates_artifact_rows(summary),
-        baselines=_json_rows(baselines),
+        baselines=_json_rows(summary.baselines),
         timings_s=timings,
         patterns_written=len(patterns_table),
         patterns_sampled=sample_fraction < 1.0,
+        recommended=recommendation.label,
+        recommendation=recommendation.reason,
     )
 
 
-def _publish_artifacts(summary: SweepSummary, png: bytes) -> None:
+def _build_charts(summary: SweepSummary) -> dict[str, Any]:
+    """Build the charts of `allocation.summary.CHART_FILES`, by PNG file name."""
+    recommended = summary.recommendation.label if summary.recommendation else None
+    limits = {}
+    if summary.requirements is not None:
+        names = {
+            "max_latency_s": "latency_s",
+            "max_cost_usd": "cost_usd",
+            "max_monthly_cost_usd": "monthly_cost_usd",
+        }
+        limits = {names[key]: value for key, value in summary.requirements.limits.items()}
+    time_table, cost_table = breakdown_tables(summary.problem, summary.candidates)
+    workflow, system = summary.problem.workflow_name, summary.problem.system_name
+    return {
+        "chart.png": tradeoff_chart(summary, limits=limits, recommended=recommended),
+        "breakdown.png": breakdown_chart(
+            time_table,
+            cost_table,
+            title=f"Latency and cost of each candidate of {workflow} on {system}",
+            recommended=recommended,
+        ),
+        "placement.png": placement_chart(summary, recommended=recommended),
+    }
+
+
+def _publish_artifacts(
+    summary: SweepSummary, report_md: str, embeds: list[ChartEmbed], report_link: str | None
+) -> None:
     workflow, system = summary.problem.workflow_name, summary.problem.system_name
     create_table_artifact(
         key=artifact_key("candidates", workflow, system),
         table=candidates_artifact_rows(summary),
         description=f"Pareto-front candidates of {workflow} on {system}",
     )
-    data_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    trade_off = next(embed for embed in embeds if embed.file_name == "chart.png")
+    data_uri = "data:image/png;base64," + base64.b64encode(trade_off.png).decode("ascii")
     create_markdown_artifact(
         key=artifact_key("summary", workflow, system),
         markdown=render_summary_markdown(summary, png_data_uri=data_uri),
         description=f"Sweep summary of {workflow} on {system}",
     )
+    create_markdown_artifact(
+        key=artifact_key("report", workflow, system),
+        markdown=embed_pngs_in_markdown(report_md, embeds),
+        description=f"Full report of {workflow} on {system}, with its charts",
+    )
+    if report_link is not None:
+        create_link_artifact(
+            key=artifact_key("report-link", workflow, system),
+            link=report_link,
+            link_text=f"report.html of {workflow} on {system}",
+            description="The report in the shared output folder",
+        )
 
 
 def _json_rows(table: Any) -> list[dict[str, Any]]:
@@ -337,6 +418,22 @@ def _run_metadata(
         "inputs": study.inputs,
         "catalog_rows": cpus,
         "pricing": {p.device_id: p.provider.describe() for p in problem.priced},
+        "requirements": (
+            summary.requirements.model_dump(exclude_none=True)
+            if summary.requirements is not None
+            else None
+        ),
+        "recommendation": (
+            {
+                "label": summary.recommendation.label,
+                "rule": summary.recommendation.rule,
+                "reason": summary.recommendation.reason,
+            }
+            if summary.recommendation is not None
+            else None
+        ),
+        "compared_placements": [name for name, _ in study.comparisons],
+        "explained_pairs": [[e.label_a, e.label_b] for e in summary.explanations],
         "counts": {
             "space_size": summary.space_size,
             "evaluated": summary.space_size,
