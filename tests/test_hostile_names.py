@@ -1,0 +1,134 @@
+"""Markup in names from the input files is shown as text in every output of a flow run.
+
+The workflow description, a stage name, the CPU names and the name of a compared
+placement all carry an HTML payload that would run a script if any output rendered it
+as markup. The sweep runs as a real Prefect flow; the HTML pages are loaded in headless
+Chromium, and the artifacts are read back through the Prefect client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from flows.sweep import artifact_key, sweep
+from tests.browser import dump_dom
+from tests.conftest import CATALOGS
+
+PAYLOAD = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+WORKFLOW = f"""\
+workflow: hostile
+description: "{PAYLOAD} description"
+measured_on: {{name: "{PAYLOAD} reference", cores: 4, single_thread: 2000}}
+stages:
+  - {{id: cam, name: "{PAYLOAD} camera", time_s: 0.1, pin: edge}}
+  - {{id: infer, name: "{PAYLOAD} inference", time_s: 1.5}}
+  - {{id: show, time_s: 0.01, pin: edge}}
+edges:
+  - {{from: cam, to: infer, bytes: 600000}}
+  - {{from: infer, to: show, bytes: 1000}}
+"""
+
+SYSTEM = f"""\
+system: hostile-system
+description: "{PAYLOAD} system"
+runs_per_month: 1000
+requirements: {{max_latency_s: 10}}
+devices:
+  - id: edge
+    cpu: {{name: "{PAYLOAD} edge cpu", cores: 4, single_thread: 600}}
+  - id: cloud
+    cpu: {{name: "{PAYLOAD} cloud cpu", cores: 2, single_thread: 2500}}
+    pricing: {{provider: flat, usd_per_compute_s: 0.0000333, usd_per_gb_out: 0.114}}
+links:
+  - {{between: [edge, cloud], bandwidth_mbps: 100}}
+compare:
+  - {{name: "{PAYLOAD} current design", rest: cloud}}
+"""
+
+HTML_FILES = ["report.html", "chart.html", "breakdown.html", "placement.html"]
+
+
+@pytest.fixture(scope="module")
+def outputs(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    (folder / "workflow.yaml").write_text(WORKFLOW)
+    (folder / "system.yaml").write_text(SYSTEM)
+    out = folder / "out"
+    sweep(str(folder / "workflow.yaml"), str(folder / "system.yaml"), str(CATALOGS), str(out))
+    return out
+
+
+def test_markdown_report_escapes_names(outputs: Path) -> None:
+    report = (outputs / "report.md").read_text()
+    assert "<img" not in report
+    for where in ("description", "camera", "edge cpu", "current design"):
+        assert f"{ESCAPED} {where}" in report
+
+
+@pytest.mark.parametrize("name", HTML_FILES)
+def test_html_source_has_no_raw_payload(outputs: Path, name: str) -> None:
+    # In the embedded chart specifications the payload is JSON with "<" as \u003c.
+    assert PAYLOAD not in (outputs / name).read_text()
+
+
+class ElementCollector(HTMLParser):
+    """Collect every element's tag and attributes, and the text outside scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_script:
+            self.text.append(data)
+
+
+@pytest.mark.parametrize("name", HTML_FILES)
+def test_html_page_shows_payload_as_text(outputs: Path, name: str) -> None:
+    collector = ElementCollector()
+    collector.feed(dump_dom(outputs / name))
+    # No element created from the payload: every img left is a chart fallback.
+    for tag, attributes in collector.elements:
+        assert "onerror" not in attributes, (tag, attributes)
+        if tag == "img":
+            assert (attributes.get("src") or "").startswith("data:image/png;base64,")
+    # The payload is shown as text: in SVG text, table cells or paragraphs. The
+    # breakdown chart shows labels and device ids only, so no free text at all.
+    if name != "breakdown.html":
+        assert PAYLOAD in "".join(collector.text)
+
+
+def test_artifacts_escape_names(outputs: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read(key: str):
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+
+    for kind in ("summary", "report"):
+        artifacts = asyncio.run(read(artifact_key(kind, "hostile", "hostile-system")))
+        assert artifacts, kind
+        markdown = str(artifacts[0].data)
+        assert "<img" not in markdown, kind
+        assert ESCAPED in markdown, kind
+    tables = asyncio.run(read(artifact_key("candidates", "hostile", "hostile-system")))
+    assert tables and "<img" not in str(tables[0].data)
