@@ -33,6 +33,7 @@ CANDIDATES_KEY = f"candidates-{SUFFIX}"
 SUMMARY_KEY = f"summary-{SUFFIX}"
 PROGRESS_KEY = f"progress-{SUFFIX}"
 REPORT_KEY = f"report-{SUFFIX}"
+LINK_KEY = f"report-link-{SUFFIX}"
 N_RUNS = 2
 CLI_TIMEOUT_S = 300
 
@@ -65,6 +66,8 @@ def sweeps(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Swe
                 str(SYSTEM),
                 "--out",
                 str(out),
+                # The last run names a shared folder, which adds a link artifact.
+                *(["--share-url", str(root / "shared")] if run == N_RUNS - 1 else []),
             ],
             cwd=REPO,
             env=env,
@@ -177,14 +180,24 @@ def test_server_progress_reaches_100(client: Any) -> None:
 
 def test_server_report_embeds_png(client: Any) -> None:
     versions = read_versions(client, REPORT_KEY)
-    if not versions:
-        pytest.skip(f"the flow publishes no {REPORT_KEY} artifact")
 
     assert len(versions) == N_RUNS
     for version in versions:
         assert version.type == "markdown"
         assert "data:image/png;base64,iVBORw0KGgo" in version.data
         assert "](chart.png)" not in version.data
+        assert "Recommended: candidate" in version.data
+        assert "compared with" in version.data
+
+
+def test_server_link_only_with_share_url(client: Any, sweeps: Sweeps) -> None:
+    versions = read_versions(client, LINK_KEY)
+
+    assert len(versions) == 1
+    # Prefect 3 stores a link artifact as markdown: "[link text](url)".
+    assert versions[0].type == "markdown"
+    shared = sweeps.out_dirs[0].parent / "shared" / "report.html"
+    assert shared.as_uri() in versions[0].data
 
 
 def test_server_sweep_outputs(sweeps: Sweeps) -> None:
