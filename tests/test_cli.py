@@ -150,3 +150,109 @@ def test_help_exits_zero(tmp_path: Path, args: list[str]) -> None:
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0
     assert "usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--max-latency-s", "-1"], ["--max-latency-s", "'-1'", ">= 0"]),
+        (["--max-cost-usd", "nan"], ["--max-cost-usd", "'nan'", "finite"]),
+        (["--max-latency-s", "0"], ["--max-latency-s", "greater than 0"]),
+        (["--explain", "A"], ["--explain", "separated by a colon"]),
+        (["--explain", "A:A"], ["--explain", "twice"]),
+        (["--share-url", "javascript:alert(1)"], ["--share-url", "javascript:alert(1)", "http"]),
+        (["--minimise", "speed"], ["--minimise", "speed"]),
+    ],
+)
+def test_sweep_bad_explain_options_exit_2(
+    tmp_path: Path, options: list[str], words: list[str]
+) -> None:
+    out = tmp_path / "out"
+    result = run_cli(
+        "sweep", str(OBJECT_DETECTION), str(EDGE_CLOUD), "--out", str(out), *options, cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_sweep_monthly_limit_needs_runs_per_month(tmp_path: Path) -> None:
+    system = tmp_path / "system.yaml"
+    system.write_text(
+        "\n".join(
+            line
+            for line in EDGE_CLOUD.read_text().splitlines()
+            if not line.startswith("runs_per_month")
+        )
+    )
+    out = tmp_path / "out"
+    result = run_cli(
+        "sweep",
+        str(OBJECT_DETECTION),
+        str(system),
+        "--out",
+        str(out),
+        "--max-monthly-cost-usd",
+        "10",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "runs_per_month" in result.stderr
+    assert not out.exists()
+
+
+def test_sweep_compare_file_errors_exit_2(tmp_path: Path) -> None:
+    compare = tmp_path / "compare.yaml"
+    compare.write_text("compare:\n  - {name: current, rest: edge, at: {detct: cloud}}\n")
+    out = tmp_path / "out"
+    result = run_cli(
+        "sweep",
+        str(OBJECT_DETECTION),
+        str(EDGE_CLOUD),
+        "--out",
+        str(out),
+        "--compare",
+        str(compare),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "compare.yaml" in result.stderr
+    assert "compare[0].at" in result.stderr
+    assert "detect" in result.stderr  # the suggestion for the typo
+    assert not out.exists()
+
+
+def test_sweep_limits_compare_and_unknown_pair(tmp_path: Path) -> None:
+    compare = tmp_path / "compare.yaml"
+    compare.write_text("compare:\n  - {name: current design, rest: edge, at: {detect: cloud}}\n")
+    out = tmp_path / "out"
+    common = ["sweep", str(OBJECT_DETECTION), str(EDGE_CLOUD), "--out", str(out)]
+    result = run_cli(
+        *common,
+        "--compare",
+        str(compare),
+        "--max-latency-s",
+        "4.2",
+        "--explain",
+        "A:J",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Recommended: D." in result.stdout
+    report = (out / "report.md").read_text()
+    assert "**Recommended: candidate D**" in report
+    assert "### J compared with A" in report
+    assert "current design" in report
+    run = json.loads((out / "run.json").read_text())
+    assert run["recommendation"]["label"] == "D"
+    assert run["requirements"] == {"max_latency_s": 4.2, "minimise": "cost_usd"}
+    assert run["compared_placements"] == ["current design"]
+
+    # A label that is not on the front fails after the sweep, and changes nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    result = run_cli(*common, "--explain", "A:Q", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "'Q'" in result.stderr and "A, B, C" in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

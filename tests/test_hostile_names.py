@@ -3,7 +3,8 @@
 The workflow description, a stage name, the CPU names and the name of a compared
 placement all carry an HTML payload that would run a script if any output rendered it
 as markup. The sweep runs as a real Prefect flow; the HTML pages are loaded in headless
-Chromium, and the artifacts are read back through the Prefect client.
+Chromium, offline, which must also draw their charts, and the artifacts are read back
+through the Prefect client.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.sweep import artifact_key, sweep
-from tests.browser import dump_dom
+from tests.browser import dump_dom, ink_fraction, screenshot
 from tests.conftest import CATALOGS
 
 PAYLOAD = "<img src=x onerror=alert(1)>"
@@ -132,3 +133,15 @@ def test_artifacts_escape_names(outputs: Path) -> None:
         assert ESCAPED in markdown, kind
     tables = asyncio.run(read(artifact_key("candidates", "hostile", "hostile-system")))
     assert tables and "<img" not in str(tables[0].data)
+
+
+@pytest.mark.parametrize(("name", "charts"), [("report.html", 3), ("chart.html", 1)])
+def test_html_page_draws_its_charts(outputs: Path, tmp_path: Path, name: str, charts: int) -> None:
+    collector = ElementCollector()
+    collector.feed(dump_dom(outputs / name))
+    drawn = [tag for tag, attributes in collector.elements if tag == "svg"]
+    assert len(drawn) >= charts
+    assert "could not be drawn" not in "".join(collector.text)
+    shot = screenshot(outputs / name, tmp_path / "page.png")
+    # A blank page or an error line stays under 0.5 % of the pixels (see test_chart_browser).
+    assert ink_fraction(shot) > 0.005
