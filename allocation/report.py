@@ -536,10 +536,9 @@ def _decimals_for(values: Iterable[float], *, digits: int = 3, least: int = 0) -
 def _round_to_sum(values: Sequence[float], total: Decimal, decimals: int) -> list[Decimal]:
     """Round `values` to `decimals` places so that they add up to `total` exactly.
 
-    Each value is rounded to the nearest step; the steps that the rounded values miss
-    (or overshoot) are given to (taken from) the values whose rounding moved them the
-    most, so no value moves by more than one step beyond its nearest rounding. `total`
-    must already have `decimals` places.
+    Each value is first rounded to the nearest step. When the rounded values miss the
+    total, the missing steps go to the values that rounding moved furthest the other
+    way, one step each in turn. `total` must already have `decimals` places.
     """
     step = Decimal(1).scaleb(-decimals)
     exact = [Decimal(repr(float(v))) for v in values]
@@ -636,6 +635,7 @@ def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> 
             f"{format_significant(ta.cost_usd, cost_digits, trailing_zeros=True)} USD)"
         )
     sentences = [f"{time_text} and {cost_text}."]
+
     if ta.monthly_cost_usd is not None and tb.monthly_cost_usd is not None and runs_per_month:
         monthly_delta = tb.monthly_cost_usd - ta.monthly_cost_usd
         sentences.append(
@@ -643,6 +643,7 @@ def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> 
             f"{_money(abs(monthly_delta))} USD {'more' if monthly_delta >= 0 else 'less'} "
             f"({_money(tb.monthly_cost_usd)} USD against {_money(ta.monthly_cost_usd)} USD)."
         )
+
     if explanation.faster is not None and explanation.usd_per_s_saved is not None:
         faster = escape_markdown(explanation.faster)
         slower = b if explanation.faster == explanation.label_a else a
@@ -659,6 +660,7 @@ def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> 
         else:
             text = f"{faster} is both faster and cheaper than {slower}"
         sentences.append(text + ".")
+
     moved = explanation.moved_stages
     if moved:
         sentences.append(

@@ -2,9 +2,9 @@
 
 The workflow description, a stage name, the CPU names and the name of a compared
 placement all carry an HTML payload that would run a script if any output rendered it
-as markup. The sweep runs as a real Prefect flow; the HTML pages are loaded in headless
-Chromium, offline, which must also draw their charts, and the artifacts are read back
-through the Prefect client.
+as markup. The sweep runs as a real Prefect flow. Headless Chromium loads the HTML pages
+offline and must also draw their charts. The artifacts are read back through the
+Prefect client.
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ def test_requested_pair_is_explained_and_unknown_label_rejected() -> None:
     summary = example_summary("object-detection")
     assert summary.recommendation is not None
     pairs, omitted = pairs_to_explain(summary.candidates, summary.recommendation, [("A", "J")])
-    assert pairs[-1] == ("A", "J") and omitted == 0
+    assert pairs[-1] == ("A", "J")
+    assert omitted == 0
     from allocation.errors import InputError
 
     with pytest.raises(InputError, match="names candidate 'Z'"):
@@ -145,7 +146,8 @@ def test_long_fronts_explain_a_window_around_the_recommendation() -> None:
     pairs, omitted = pairs_to_explain(candidates, recommendation, [])
     assert len(pairs) == MAX_EXPLAINED_NEIGHBOURS
     assert omitted == n - 1 - MAX_EXPLAINED_NEIGHBOURS
-    assert ("L39", "L40") in pairs and ("L40", "L41") in pairs
+    assert ("L39", "L40") in pairs
+    assert ("L40", "L41") in pairs
 
 
 @given(
