@@ -31,7 +31,9 @@ Pareto front, 1e-9: x is within a limit L when ``x <= L`` or
    candidate with the largest r_f / r_s, where the next step towards speed costs the
    most compared with the step that reached it. Equal ratios go to the faster
    candidate. Points where either rate is not positive are skipped (they do not occur
-   on a front), and when none is left the next rule applies.
+   on a front), and so are points where r_f / r_s is not above 1: they are no bend,
+   because the next second saved costs no more than the last. When no point is left,
+   the next rule applies.
 3. **minimise** -- otherwise, the candidate with the smallest ``minimise`` metric,
    with the same tie rule as the first.
 
@@ -758,7 +760,8 @@ def _knee(
         if not (rate_faster > 0 and rate_here > 0):
             continue
         ratio = rate_faster / rate_here
-        if not math.isfinite(ratio):
+        # A knee is a bend: past it, a second saved costs more than the one before.
+        if not math.isfinite(ratio) or ratio <= 1 or _equal(ratio, 1.0):
             continue
         if best is None or (ratio > best[0] and not _equal(ratio, best[0])):
             best = (ratio, row, rate_faster, rate_here)

@@ -320,6 +320,26 @@ def test_knee_needs_three_candidates() -> None:
     assert result.label == "B"
 
 
+def test_knee_needs_a_bend() -> None:
+    # From C to B a second saved costs 0.002 USD; from B to A only 0.001 USD.
+    table = front([1.0, 2.0, 3.0], [0.005, 0.004, 0.002])
+
+    result = recommend(table, None, LATENCY_COST)
+
+    assert result.rule == "minimise"
+    assert result.label == "C"
+
+
+def test_knee_skips_straight_segments() -> None:
+    # Equal rates around B (no bend), a bend at C.
+    table = front([1.0, 2.0, 3.0, 4.0], [0.006, 0.004, 0.002, 0.0015])
+
+    result = recommend(table, None, LATENCY_COST)
+
+    assert result.rule == "knee"
+    assert result.label == "C"
+
+
 def test_knee_not_with_three_objectives() -> None:
     table = FOUR.assign(comm_s=[0.1, 0.2, 0.3, 0.4])
 
