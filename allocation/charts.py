@@ -367,7 +367,9 @@ def tradeoff_chart(
     checked_limits = _checked_limits(limits)
     labels = summary.candidates["label"].astype(str)
     _check_label(recommended, labels, argument="recommended")
-    x_axis, y_axis = _tradeoff_axes(summary, baselines, (x, y), checked_limits)
+    far_limits = _far_limits(summary, baselines, (x, y), checked_limits)
+    near_limits = {m: v for m, v in checked_limits.items() if m not in far_limits}
+    x_axis, y_axis = _tradeoff_axes(summary, baselines, (x, y), near_limits)
 
     def position(field_x: str, field_y: str) -> dict[str, Any]:
         return {"x": x_axis.encoding("x", field_x), "y": y_axis.encoding("y", field_y)}
@@ -383,7 +385,7 @@ def tradeoff_chart(
         _FRONT: (_BLUE, "circle"),
     }
     if baselines is not None:
-        styles[_BASELINE] = (_VERMILLION, "diamond")
+        styles[_baseline_entry(baselines)] = (_VERMILLION, "diamond")
     if recommended_entry is not None:
         styles[recommended_entry] = (_PURPLE, "circle")
     colour, shape = _series_encodings(styles)
@@ -400,7 +402,7 @@ def tradeoff_chart(
     )
     if background is not None:
         layers.append(background)
-    drawn_limits = {m: v for m, v in checked_limits.items() if m in (x, y)}
+    drawn_limits = {m: v for m, v in near_limits.items() if m in (x, y)}
     limit_rules, limit_labels = _limit_layers(drawn_limits, x_axis, y_axis)
     layers += limit_rules
 
@@ -467,9 +469,17 @@ def tradeoff_chart(
     if recommended is not None:
         placement = summary.candidates["placement"][labels == recommended].iloc[0]
         subtitle.append(f"Recommended: {recommended} ({placement})")
-    hidden = [_limit_text(m, v) for m, v in checked_limits.items() if m not in drawn_limits]
+    hidden = [
+        _limit_text(m, v)
+        for m, v in checked_limits.items()
+        if m not in drawn_limits and m not in far_limits
+    ]
     if hidden:
         subtitle.append("Limits on other metrics: " + "; ".join(hidden))
+    for metric, side in far_limits.items():
+        subtitle.append(
+            f"{_limit_text(metric, checked_limits[metric])}: off the chart, {side} every value"
+        )
     return alt.LayerChart(
         layer=layers,
         width=640,
@@ -480,6 +490,46 @@ def tradeoff_chart(
             anchor="start",
         ),
     )
+
+
+def _baseline_entry(baselines: pd.DataFrame) -> str:
+    """Return the legend entry of the baselines, naming compared placements when there are."""
+    if "kind" in baselines.columns and (baselines["kind"] == "given").any():
+        return "Baseline or compared placement"
+    return _BASELINE
+
+
+def _far_limits(
+    summary: SweepSummary,
+    baselines: pd.DataFrame | None,
+    metrics: tuple[str, str],
+    limits: dict[str, float],
+) -> dict[str, str]:
+    """Return the limits on the axes that lie far outside the data, with "above" or "below".
+
+    A limit above the values by more than their range and more than a million times
+    their largest value, or below them by more than their range, is not drawn: it would
+    squeeze every point against one edge of the axis. The subtitle names it instead.
+    """
+    far = {}
+    for metric in metrics:
+        if metric not in limits:
+            continue
+        parts = [_float_values(summary.patterns[metric]), _float_values(summary.candidates[metric])]
+        if baselines is not None:
+            parts.append(_float_values(baselines[metric]))
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            continue
+        low, high = float(values.min()), float(values.max())
+        span = high - low if high > low else max(abs(high), 1.0)
+        limit = limits[metric]
+        if limit > high + span and limit > SYMLOG_MIN_SPAN**2 * max(high, 0.0):
+            far[metric] = "above"
+        elif limit < low - span or (0 < limit < high / SYMLOG_MIN_SPAN**2):
+            far[metric] = "below"
+    return far
 
 
 def _tradeoff_axes(
@@ -832,7 +882,7 @@ def _baseline_data(summary: SweepSummary, baselines: pd.DataFrame, x: str, y: st
         else:
             status.append("not on the front")
     data["status"] = status
-    data["series"] = _BASELINE
+    data["series"] = _baseline_entry(baselines)
     return data[np.isfinite(data[x]) & np.isfinite(data[y])].reset_index(drop=True)
 
 

@@ -37,6 +37,9 @@ _NO_TELEMETRY = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
 }
+# Prefect waits 20 s by default for its temporary server, which a loaded 2-core machine
+# can exceed; a slow start is better than a failed sweep.
+_PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 _QUIET_PREFECT = {
     "PREFECT_LOGGING_LEVEL": "CRITICAL",
     "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
@@ -61,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="run the sweep flow on a workflow and a system and write the outputs",
         description="Run the Prefect flow `sweep`: estimate every allowed assignment, "
-        "find the exact Pareto front and write front.parquet, patterns.parquet, "
-        "report.md, chart.html, chart.png and run.json.",
+        "find the exact Pareto front, recommend a candidate and write front.parquet, "
+        "patterns.parquet, report.md, report.html, chart.html, chart.png, "
+        "breakdown.html, breakdown.png, placement.html, placement.png and run.json.",
     )
     sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
     sweep.add_argument("system", type=Path, help="system file (YAML or JSON)")
@@ -133,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="METRIC",
         help="metric the recommendation minimises among the candidates that meet the "
-        f"limits: {', '.join(OBJECTIVES)} (default: cost_usd)",
+        f"limits: {', '.join(OBJECTIVES)} (default: cost_usd; with no limits and no "
+        "--minimise, the knee of a latency-cost front is recommended)",
     )
     explain.add_argument(
         "--explain",
@@ -142,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="A:B",
         help="also explain how candidate B differs from candidate A (labels as in the "
-        "report); repeat for more pairs. Neighbours on the front are always explained",
+        "report); repeat for more pairs. The report explains neighbouring candidates "
+        "anyway, up to 20 pairs nearest the recommended one",
     )
     explain.add_argument(
         "--share-url",
@@ -228,10 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if verbose:
             raise
-        print(
-            f"error: {type(exc).__name__}: {exc} (run again with --verbose for details)",
-            file=sys.stderr,
-        )
+        hint = "run again with --verbose for details"
+        if "ephemeral Prefect API server" in str(exc):
+            hint = (
+                "Prefect's temporary server did not start in time; raise "
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now "
+                f"{os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS')} s), "
+                "or start a server and set PREFECT_API_URL (docs/guide.md, section 5)"
+            )
+        print(f"error: {type(exc).__name__}: {exc} ({hint})", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -288,7 +299,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _configure_prefect(verbose: bool) -> None:
     # No usage data leaves the machine: the tool promises no network at run time.
-    for key, value in _NO_TELEMETRY.items():
+    for key, value in {**_NO_TELEMETRY, **_PREFECT_DEFAULTS}.items():
         os.environ.setdefault(key, value)
     if verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
@@ -334,14 +345,15 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
             relation = f"dominated by candidate {baseline['dominated_by']}"
         else:
             relation = "not on the front"
+        what = "compared placement" if baseline.get("kind") == "given" else "baseline"
         print(
-            f"  baseline {baseline['baseline']}: latency {baseline['latency_s']:.6g} s, "
+            f"  {what} {baseline['baseline']}: latency {baseline['latency_s']:.6g} s, "
             f"cost {baseline['cost_usd']:.6g} USD, {relation}"
         )
     if outcome.recommended is not None:
         print(f"Recommended: {outcome.recommended}. {outcome.recommendation}")
     else:
-        print(f"No recommendation: {outcome.recommendation}")
+        print(f"No recommendation. {outcome.recommendation}")
     sampled = " (a uniform sample)" if outcome.patterns_sampled else ""
     print(
         f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet "

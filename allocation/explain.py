@@ -571,7 +571,8 @@ def breakdown_tables(
     -------
     time : DataFrame
         Columns ``label``, ``part`` and ``time_s``: the `latency_parts` of every
-        candidate, which add up to its latency.
+        candidate, which add up to its latency. Every candidate has a row for each
+        device in system order and for transfer, 0 where the part is absent.
     cost : DataFrame
         Columns ``label``, ``line`` (``"<device id>: <line>"``) and ``cost_usd``: every
         billing line of every candidate, zero ones included, which add up to its cost
@@ -583,11 +584,17 @@ def breakdown_tables(
     time_labels: list[str] = []
     parts: list[str] = []
     times_s: list[float] = []
+    # Every device in system order, then transfer, for every candidate (0 where the part
+    # is absent): a chart that colours parts in order of first appearance then gives
+    # each device the colour it has in the placement chart.
+    part_names = [f"compute on {device_id}" for device_id in problem.device_ids]
+    part_names.append(TRANSFER_PART)
     for label, placement in zip(labels, placements, strict=True):
-        for part, time_s in latency_parts(problem, placement).items():
+        candidate_parts = latency_parts(problem, placement)
+        for part in part_names:
             time_labels.append(label)
             parts.append(part)
-            times_s.append(time_s)
+            times_s.append(candidate_parts.get(part, 0.0))
 
     cost_labels: list[str] = []
     line_names: list[str] = []
@@ -800,7 +807,8 @@ def _shortfalls(
         sentences.append(
             f"No candidate meets {_limit_setting(name, limits[name])}: "
             f"{_BEST[_LIMIT_METRICS[name]]}, {labels[best]}, "
-            f"{_value_verb(name, values[best])}, {_over(name, values[best], limits[name])}."
+            f"{_value_verb(name, values[best], limits[name])}, "
+            f"{_over(name, values[best], limits[name])}."
         )
     if alone:
         return sentences
@@ -817,7 +825,7 @@ def _shortfalls(
         within = _joined([_limit_setting(other, limits[other]) for other in others])
         sentences.append(
             f"Among the candidates that meet {within}, {_BEST[_LIMIT_METRICS[name]]}, "
-            f"{labels[best]}, {_value_verb(name, values[best])}, "
+            f"{labels[best]}, {_value_verb(name, values[best], limits[name])}, "
             f"{_over(name, values[best], limits[name])} {_limit_setting(name, limits[name])}."
         )
     if not sentences:
@@ -1050,29 +1058,45 @@ def _number(value: float, digits: int = 3) -> str:
     return text
 
 
-def _quantity(metric: str, value: float) -> str:
+def _quantity(metric: str, value: float, digits: int = 3) -> str:
     """Format a metric's value with its unit."""
     if metric.endswith("_bytes"):
         return f"{round(value):,} bytes"
     unit = {"cost_usd": "USD per run", "monthly_cost_usd": "USD per month"}.get(metric, "s")
-    return f"{_number(value)} {unit}"
+    return f"{_number(value, digits)} {unit}"
+
+
+def _as_written(value: float) -> str:
+    """Format a limit with every digit it was given: 4.08815, 1e-300."""
+    return f"{value:.15g}"
+
+
+def _digits_apart(value: float, limit: float) -> int:
+    """Return the fewest significant digits (3 to 15) that print `value` unlike `limit`."""
+    for digits in range(3, 16):
+        if _number(value, digits) != _number(limit, digits):
+            return digits
+    return 15
 
 
 def _limit_text(name: str, value: float) -> str:
     """Say a limit in words: "the latency limit of 2 s"."""
-    return f"{_LIMIT_NAMES[name]} of {_quantity(_LIMIT_METRICS[name], value)}"
+    metric = _LIMIT_METRICS[name]
+    unit = {"cost_usd": "USD per run", "monthly_cost_usd": "USD per month"}.get(metric, "s")
+    return f"{_LIMIT_NAMES[name]} of {_as_written(value)} {unit}"
 
 
 def _limit_setting(name: str, value: float) -> str:
     """Say a limit as it is written: "max_latency_s = 2 s"."""
     unit = "s" if name == "max_latency_s" else "USD"
-    return f"{name} = {_number(value)} {unit}"
+    return f"{name} = {_as_written(value)} {unit}"
 
 
-def _value_verb(name: str, value: float) -> str:
+def _value_verb(name: str, value: float, limit: float | None = None) -> str:
     metric = _LIMIT_METRICS[name]
     verb = "takes" if metric == "latency_s" else "costs"
-    return f"{verb} {_quantity(metric, value)}"
+    digits = 3 if limit is None else _digits_apart(value, limit)
+    return f"{verb} {_quantity(metric, value, digits)}"
 
 
 def _over(name: str, value: float, limit: float) -> str:
@@ -1088,10 +1112,19 @@ def _describe(candidates: pd.DataFrame, row: int, metric: str, limits: dict[str,
     """Say what a candidate takes and costs: "takes 1.8 s at 0.000123 USD per run"."""
     latency = _float_column(candidates, "latency_s")[row]
     cost = _float_column(candidates, "cost_usd")[row]
-    text = f"takes {_quantity('latency_s', latency)} at {_quantity('cost_usd', cost)}"
+
+    def digits(name: str, value: float) -> int:
+        # Beside a limit, enough digits to tell the value from it.
+        return _digits_apart(value, limits[name]) if name in limits else 3
+
+    text = (
+        f"takes {_quantity('latency_s', latency, digits('max_latency_s', latency))} at "
+        f"{_quantity('cost_usd', cost, digits('max_cost_usd', cost))}"
+    )
     if metric == "monthly_cost_usd" or "max_monthly_cost_usd" in limits:
         monthly = _float_column(candidates, "monthly_cost_usd", required=True)[row]
-        text += f" ({_quantity('monthly_cost_usd', monthly)})"
+        monthly_digits = digits("max_monthly_cost_usd", monthly)
+        text += f" ({_quantity('monthly_cost_usd', monthly, monthly_digits)})"
     if metric == "comm_s":
         text += f", with {_quantity('comm_s', _float_column(candidates, metric)[row])} of transfers"
     elif metric.endswith("_bytes"):

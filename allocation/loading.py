@@ -522,6 +522,10 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
 
 
 def _expected(message: str) -> str:
+    # Pydantic names the model class of a nested mapping; users write a mapping.
+    message = re.sub(
+        r"valid dictionary or instance of \w+", "mapping of keys to values, such as {a: 1}", message
+    )
     lowered = message[0].lower() + message[1:]
     if lowered.startswith("input should be "):
         return "expected a value that is " + lowered[len("input should be ") :]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -139,6 +139,25 @@ def share_link(share_url: str | None, file_name: str) -> str | None:
             file="command line",
             field="--share-url",
         )
+    if text.lower().startswith(("http://", "https://")):
+        parts = urlsplit(text)
+        if not parts.hostname:
+            raise InputError(
+                "has no host name; give a URL such as https://reports.example.com/sweeps/",
+                file="command line",
+                field="--share-url",
+                value=share_url,
+                has_value=True,
+            )
+        if "@" in parts.netloc:
+            raise InputError(
+                "contains a user name or password, which would be stored in the Prefect "
+                "artifact; give the URL without them",
+                file="command line",
+                field="--share-url",
+                value=re.sub(r"//[^@/]*@", "//***@", text),
+                has_value=True,
+            )
     if text.lower().startswith(_SHAREABLE_SCHEMES):
         # Percent-encode what could end a markdown link or an attribute: spaces,
         # quotes, brackets, parentheses and angle brackets.

@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -159,6 +160,9 @@ def _metric_digits(summary: SweepSummary) -> dict[str, int]:
         values = [_float_or_none(v) for v in summary.candidates[name]]
         if name in summary.baselines.columns:
             values += [_float_or_none(v) for v in summary.baselines[name]]
+        # A limit too, so that a value just over it never prints as the limit.
+        limits = summary.requirements.limits if summary.requirements is not None else {}
+        values += [value for key, value in limits.items() if _LIMIT_METRICS[key] == name]
         digits[name] = _distinguishing_digits(v for v in values if v is not None)
     return digits
 
@@ -258,6 +262,15 @@ def _comparison(
     for name in summary.problem.objectives:
         winner_value = _float_or_none(winner[name])
         baseline_value = _float_or_none(baseline[name])
+        if (
+            winner_value is not None
+            and baseline_value is not None
+            and abs(winner_value - baseline_value)
+            <= 1e-9 * max(abs(winner_value), abs(baseline_value))
+        ):
+            shown = _format_metric(name, winner_value, digits[name])
+            parts.append(f"the same {_METRICS[name][2]} ({shown})")
+            continue
         text = (
             f"{_METRICS[name][2]} {_format_metric(name, winner_value, digits[name])} instead of "
             f"{_format_metric(name, baseline_value, digits[name])}"
@@ -297,11 +310,19 @@ def _baselines_section(summary: SweepSummary) -> str:
             status = "not on the front"
         rows.append([name] + [_format_metric(n, row[n], digits[n]) for n in names] + [status])
 
-    header = ["Baseline"] + [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names] + ["Front"]
-    text = (
-        "Each baseline puts every stage on one device, except stages that can run only "
-        "on another device.\n\n" + _table(header, rows, [False] + [True] * len(names) + [False])
+    given = "kind" in baselines.columns and (baselines["kind"] == "given").any()
+    first = "Baseline or compared placement" if given else "Baseline"
+    header = [first] + [f"{_METRICS[n][0]} ({_METRICS[n][1]})" for n in names] + ["Front"]
+    intro = (
+        "Each baseline (all on one device) puts every stage on that device, except stages "
+        "that can run only on another device."
     )
+    if given:
+        intro += (
+            " The compared placements are those listed under compare: in the system file "
+            "or in the --compare file."
+        )
+    text = intro + "\n\n" + _table(header, rows, [False] + [True] * len(names) + [False])
     if notes:
         text += "\n\n" + "\n".join(notes)
     return text
@@ -488,7 +509,7 @@ def _recommendation_section(summary: SweepSummary) -> str:
             rows.append(
                 [
                     escape_markdown(name),
-                    f"{format_significant(value, 6)} {_METRICS[metric][1]}",
+                    f"{value:.15g} {_METRICS[metric][1]}",
                     _label_list(within) if within else "none",
                 ]
             )
@@ -609,40 +630,113 @@ def _latency_reason(item: LatencyItem, label_a: str, label_b: str) -> str:
     return text + (f"; {path}" if path else "")
 
 
+@dataclass(frozen=True)
+class _Column:
+    """A metric of two candidates rounded for a comparison table, and its rows."""
+
+    decimals: int
+    total_a: Decimal
+    total_b: Decimal
+    rows: list[tuple[Decimal, Decimal, Decimal]]
+    """Per changed item: its value under A, under B, and the difference."""
+    rest: tuple[Decimal, Decimal]
+    """What the unchanged items add up to under A and under B (equal but for rounding)."""
+
+    @property
+    def difference(self) -> Decimal:
+        return self.total_b - self.total_a
+
+
+def _rounded_column(
+    values_a: Sequence[float],
+    values_b: Sequence[float],
+    total_a: float,
+    total_b: float,
+    *,
+    least: int,
+) -> _Column:
+    """Round a comparison so that every column adds up to its total row, as printed.
+
+    The differences are spread with `_round_to_sum`; the unchanged items are one row,
+    the rest of each total.
+    """
+    deltas = [b - a for a, b in zip(values_a, values_b, strict=True)]
+    decimals = _decimals_for([*deltas, total_a, total_b], least=least)
+    rounded_a, rounded_b = _quantized(total_a, decimals), _quantized(total_b, decimals)
+    spread = _round_to_sum(deltas, rounded_b - rounded_a, decimals)
+    rows = []
+    for a, delta in zip(values_a, spread, strict=True):
+        shown_a = _quantized(a, decimals)
+        rows.append((shown_a, shown_a + delta, delta))
+    rest_a = rounded_a - sum((row[0] for row in rows), Decimal(0))
+    rest_b = rounded_b - sum((row[1] for row in rows), Decimal(0))
+    return _Column(decimals, rounded_a, rounded_b, rows, (rest_a, rest_b))
+
+
+def _latency_column(explanation: PairExplanation) -> _Column:
+    items = explanation.latency_changes
+    return _rounded_column(
+        [i.contribution_a_s for i in items],
+        [i.contribution_b_s for i in items],
+        explanation.totals_a.latency_s,
+        explanation.totals_b.latency_s,
+        least=3,
+    )
+
+
+def _cost_column(explanation: PairExplanation) -> _Column:
+    items = explanation.cost_changes
+    return _rounded_column(
+        [i.usd_a for i in items],
+        [i.usd_b for i in items],
+        explanation.totals_a.cost_usd,
+        explanation.totals_b.cost_usd,
+        least=2,
+    )
+
+
+def _monthly_column(explanation: PairExplanation) -> _Column | None:
+    ta, tb = explanation.totals_a.monthly_cost_usd, explanation.totals_b.monthly_cost_usd
+    if ta is None or tb is None:
+        return None
+    items = [i for i in explanation.monthly_items if i.delta_usd != 0]
+    return _rounded_column([i.usd_a for i in items], [i.usd_b for i in items], ta, tb, least=2)
+
+
+def _change(column: _Column, unit: str, more: str, less: str) -> tuple[str, str]:
+    """Say a difference as the tables print it: ("0.237 s longer", "(4.08 s against 3.84 s)")."""
+    word = more if column.difference > 0 else less
+    return (
+        f"{_plain(abs(column.difference))} {unit} {word}",
+        f"({_plain(column.total_b)} {unit} against {_plain(column.total_a)} {unit})",
+    )
+
+
 def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> str:
     a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
-    ta, tb = explanation.totals_a, explanation.totals_b
-    digits = _distinguishing_digits([ta.latency_s, tb.latency_s])
-    latency_delta = tb.latency_s - ta.latency_s
-    cost_digits = _distinguishing_digits([ta.cost_usd, tb.cost_usd])
-    cost_delta = tb.cost_usd - ta.cost_usd
-    if latency_delta == 0:
-        time_text = f"{b} takes as long as {a}"
+    latency = _latency_column(explanation)
+    cost = _cost_column(explanation)
+    if latency.difference == 0:
+        first = f"{b} takes as long as {a}"
     else:
-        more = "longer" if latency_delta > 0 else "less"
-        time_text = (
-            f"{b} takes {format_significant(abs(latency_delta), 3)} s {more} than {a} "
-            f"({format_significant(tb.latency_s, digits, trailing_zeros=True)} s against "
-            f"{format_significant(ta.latency_s, digits, trailing_zeros=True)} s)"
-        )
-    if cost_delta == 0:
-        cost_text = "costs the same per run"
+        amount, figures = _change(latency, "s", "longer", "less")
+        first = f"{b} takes {amount} than {a} {figures}"
+    if cost.difference == 0:
+        first += " and costs the same per run."
     else:
-        more = "more" if cost_delta > 0 else "less"
-        cost_text = (
-            f"costs {format_significant(abs(cost_delta), 3)} USD {more} per run "
-            f"({format_significant(tb.cost_usd, cost_digits, trailing_zeros=True)} USD against "
-            f"{format_significant(ta.cost_usd, cost_digits, trailing_zeros=True)} USD)"
-        )
-    sentences = [f"{time_text} and {cost_text}."]
+        amount, figures = _change(cost, "USD", "more", "less")
+        first += f" and costs {amount} per run {figures}."
+    sentences = [first]
 
-    if ta.monthly_cost_usd is not None and tb.monthly_cost_usd is not None and runs_per_month:
-        monthly_delta = tb.monthly_cost_usd - ta.monthly_cost_usd
-        sentences.append(
-            f"Over a month of {runs_per_month:,} runs, {b} costs "
-            f"{_money(abs(monthly_delta))} USD {'more' if monthly_delta >= 0 else 'less'} "
-            f"({_money(tb.monthly_cost_usd)} USD against {_money(ta.monthly_cost_usd)} USD)."
-        )
+    monthly = _monthly_column(explanation)
+    if monthly is not None and runs_per_month:
+        if monthly.difference == 0:
+            sentences.append(f"Over a month of {runs_per_month:,} runs, {b} costs the same.")
+        else:
+            amount, figures = _change(monthly, "USD", "more", "less")
+            sentences.append(
+                f"Over a month of {runs_per_month:,} runs, {b} costs {amount} {figures}."
+            )
 
     if explanation.faster is not None and explanation.usd_per_s_saved is not None:
         faster = escape_markdown(explanation.faster)
@@ -671,76 +765,98 @@ def _pair_sentence(explanation: PairExplanation, runs_per_month: int | None) -> 
     return " ".join(sentences)
 
 
-def _money(value: float) -> str:
-    return f"{value:,.2f}" if abs(value) >= 0.005 or value == 0 else format_significant(value, 3)
+def _rest_row(column: _Column, what: str) -> list[list[str]]:
+    """Return the row of the unchanged items, or none when they add nothing."""
+    rest_a, rest_b = column.rest
+    if rest_a == 0 and rest_b == 0:
+        return []
+    return [[what, _plain(rest_a), _plain(rest_b), _signed(rest_b - rest_a)]]
 
 
 def _latency_table(explanation: PairExplanation) -> str:
-    items = explanation.latency_changes
-    ta, tb = explanation.totals_a.latency_s, explanation.totals_b.latency_s
-    decimals = _decimals_for([i.delta_s for i in items] + [ta, tb], least=3)
-    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
-    deltas = _round_to_sum([i.delta_s for i in items], total_b - total_a, decimals)
+    column = _latency_column(explanation)
     a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
     rows = []
-    for item, delta in zip(items, deltas, strict=True):
-        name = escape_markdown(item.name)
+    for item, (shown_a, shown_b, delta) in zip(
+        explanation.latency_changes, column.rows, strict=True
+    ):
         kind = "stage" if item.kind == "stage" else "transfer"
         rows.append(
             [
-                f"{kind} {name}",
-                _plain(_quantized(item.contribution_a_s, decimals)),
-                _plain(_quantized(item.contribution_b_s, decimals)),
+                f"{kind} {escape_markdown(item.name)}",
+                _plain(shown_a),
+                _plain(shown_b),
                 _signed(delta),
                 _latency_reason(item, explanation.label_a, explanation.label_b),
             ]
         )
-    rows.append(["**latency**", _plain(total_a), _plain(total_b), _signed(total_b - total_a), ""])
+    for row in _rest_row(column, "unchanged stages and transfers"):
+        rows.append([*row, "the same under both"])
+    rows.append(
+        [
+            "**latency**",
+            _plain(column.total_a),
+            _plain(column.total_b),
+            _signed(column.difference),
+            "",
+        ]
+    )
     header = ["Stage or transfer", f"{a} (s)", f"{b} (s)", "Difference (s)", "What changed"]
     return _table(header, rows, [False, True, True, True, False])
 
 
 def _cost_table(explanation: PairExplanation) -> str:
-    items = explanation.cost_changes
-    ta, tb = explanation.totals_a.cost_usd, explanation.totals_b.cost_usd
-    decimals = _decimals_for([i.delta_usd for i in items] + [ta, tb], digits=3, least=2)
-    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
-    deltas = _round_to_sum([i.delta_usd for i in items], total_b - total_a, decimals)
+    column = _cost_column(explanation)
     a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
     rows = [
         [
             f"{escape_markdown(item.device_id)}: {escape_markdown(item.line)} "
             f"({escape_markdown(item.provider)})",
-            _plain(_quantized(item.usd_a, decimals)),
-            _plain(_quantized(item.usd_b, decimals)),
+            _plain(shown_a),
+            _plain(shown_b),
             _signed(delta),
         ]
-        for item, delta in zip(items, deltas, strict=True)
+        for item, (shown_a, shown_b, delta) in zip(
+            explanation.cost_changes, column.rows, strict=True
+        )
     ]
-    rows.append(["**cost per run**", _plain(total_a), _plain(total_b), _signed(total_b - total_a)])
+    rows += _rest_row(column, "unchanged billing lines")
+    rows.append(
+        [
+            "**cost per run**",
+            _plain(column.total_a),
+            _plain(column.total_b),
+            _signed(column.difference),
+        ]
+    )
     header = ["Billing line", f"{a} (USD)", f"{b} (USD)", "Difference (USD)"]
     return _table(header, rows, [False, True, True, True])
 
 
 def _monthly_table(explanation: PairExplanation) -> str:
-    items = [i for i in explanation.monthly_items if i.delta_usd != 0]
-    ta, tb = explanation.totals_a.monthly_cost_usd, explanation.totals_b.monthly_cost_usd
-    if ta is None or tb is None:
+    column = _monthly_column(explanation)
+    if column is None:
         return ""
-    decimals = _decimals_for([i.delta_usd for i in items] + [ta, tb], digits=3, least=2)
-    total_a, total_b = _quantized(ta, decimals), _quantized(tb, decimals)
-    deltas = _round_to_sum([i.delta_usd for i in items], total_b - total_a, decimals)
+    items = [i for i in explanation.monthly_items if i.delta_usd != 0]
     a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
     rows = [
         [
             f"{escape_markdown(item.device_id)} ({escape_markdown(item.provider)})",
-            _plain(_quantized(item.usd_a, decimals)),
-            _plain(_quantized(item.usd_b, decimals)),
+            _plain(shown_a),
+            _plain(shown_b),
             _signed(delta),
         ]
-        for item, delta in zip(items, deltas, strict=True)
+        for item, (shown_a, shown_b, delta) in zip(items, column.rows, strict=True)
     ]
-    rows.append(["**monthly cost**", _plain(total_a), _plain(total_b), _signed(total_b - total_a)])
+    rows += _rest_row(column, "unchanged devices")
+    rows.append(
+        [
+            "**monthly cost**",
+            _plain(column.total_a),
+            _plain(column.total_b),
+            _signed(column.difference),
+        ]
+    )
     header = ["Device", f"{a} (USD a month)", f"{b} (USD a month)", "Difference (USD a month)"]
     return _table(header, rows, [False, True, True, True])
 
@@ -810,7 +926,7 @@ def render_report_md(summary: SweepSummary) -> str:
     if summary.explanations or summary.recommendation is not None:
         sections += ["## How the candidates differ", _differences_section(summary)]
     sections += [
-        "## Baselines",
+        "## Baselines and compared placements",
         _baselines_section(summary),
         "## Stages",
         _stages_table(summary),

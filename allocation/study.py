@@ -97,16 +97,21 @@ def load_study(
     comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
     if compare_path is not None:
         entries = load_compare_file(compare_path)
-        comparisons += resolve_comparisons(workflow, system, entries, file=compare_path)
-        names = [name for name, _ in comparisons]
-        for i, name in enumerate(names):
-            if name in names[:i]:
+        # Names are compared as the loader compares them within one file: ignoring case
+        # and repeated spaces, because such names would read as one in a report.
+        taken = {" ".join(name.split()).casefold() for name, _ in comparisons}
+        for i, entry in enumerate(entries):
+            if " ".join(entry.name.split()).casefold() in taken:
                 raise InputError(
-                    f"names a placement {name!r} that the system file's compare list "
-                    "already has; give each placement its own name",
+                    "repeats the name of a placement under compare in the system file "
+                    "(names are compared ignoring case and repeated spaces); give every "
+                    "compared placement its own name",
                     file=compare_path,
-                    field="compare",
+                    field=f"compare[{i}].name",
+                    value=entry.name,
+                    has_value=True,
                 )
+        comparisons += resolve_comparisons(workflow, system, entries, file=compare_path)
     inputs = {
         "workflow": {"path": str(workflow_path), "sha256": _sha256(workflow_path)},
         "system": {"path": str(system_path), "sha256": _sha256(system_path)},
@@ -147,12 +152,22 @@ def _merged_requirements(system: System, overrides: Mapping[str, Any]) -> Requir
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else ""
         raise InputError(
-            f"{_REQUIREMENT_OPTIONS.get(name, name)} {error['msg'].lower()}",
+            f"{_REQUIREMENT_OPTIONS.get(name, name)} is invalid: {error['msg'].lower()}; "
+            "give a positive number",
             file="command line",
             field=name,
             value=given.get(name),
             has_value=name in given,
         ) from None
+    if merged.minimise == "monthly_cost_usd" and system.runs_per_month is None:
+        raise InputError(
+            "--minimise monthly_cost_usd needs runs_per_month in the system file, which "
+            f"{system.system!r} does not set; add runs_per_month or minimise another metric",
+            file="command line",
+            field="minimise",
+            value=merged.minimise,
+            has_value=True,
+        )
     if merged.max_monthly_cost_usd is not None and system.runs_per_month is None:
         raise InputError(
             "--max-monthly-cost-usd needs runs_per_month in the system file, which "

@@ -160,6 +160,7 @@ def pairs_to_explain(
                     value=f"{a}:{b}",
                     has_value=True,
                 )
-        if (a, b) not in pairs:
+        # A pair already explained, in either order, is not explained twice.
+        if (a, b) not in pairs and (b, a) not in pairs:
             pairs.append((a, b))
     return pairs, omitted

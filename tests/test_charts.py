@@ -825,8 +825,9 @@ def test_given_baseline_drawn_as_text(small_summary: SweepSummary) -> None:
 
     assert "current design" in names
     assert "all on gateway" in names
-    assert {row["series"] for row in rows_of(spec, diamonds[0])} == {"Baseline"}
-    assert diamonds[0]["encoding"]["color"]["scale"]["domain"].count("Baseline") == 1
+    entry = "Baseline or compared placement"
+    assert {row["series"] for row in rows_of(spec, diamonds[0])} == {entry}
+    assert diamonds[0]["encoding"]["color"]["scale"]["domain"].count(entry) == 1
     tooltip_titles = [entry["title"] for entry in diamonds[0]["encoding"]["tooltip"]]
     assert tooltip_titles[:2] == ["Baseline", "Kind"]
     kinds = {row["baseline"]: row["kind"] for row in rows_of(spec, diamonds[0])}
@@ -1145,3 +1146,23 @@ def test_placement_long_workflow_cut(small_summary: SweepSummary) -> None:
     assert len(rows) == 200
     assert rows[-1] == "200 s.199"
     assert "the first 200 of 250 stages" in " ".join(spec["title"]["subtitle"])
+
+
+@pytest.mark.parametrize(
+    ("limits", "words"),
+    [
+        ({"cost_usd": 1e300}, "Cost limit 1e300 USD per run: off the chart, above every value"),
+        ({"latency_s": 1e308}, "Latency limit 1e308 s: off the chart, above every value"),
+        ({"latency_s": 1e-300}, "Latency limit 1e-300 s: off the chart, below every value"),
+    ],
+)
+def test_limits_far_from_data_named_not_drawn(
+    small_summary: SweepSummary, tmp_path: Path, limits: dict[str, float], words: str
+) -> None:
+    chart = tradeoff_chart(small_summary, limits=limits)
+    spec = chart.to_dict()
+
+    assert not [layer for layer in spec["layer"] if mark_type(layer) == "rule"]
+    assert words in spec["title"]["subtitle"]
+    write_chart_png(chart, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 0

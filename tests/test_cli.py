@@ -161,6 +161,8 @@ def test_help_exits_zero(tmp_path: Path, args: list[str]) -> None:
         (["--explain", "A"], ["--explain", "separated by a colon"]),
         (["--explain", "A:A"], ["--explain", "twice"]),
         (["--share-url", "javascript:alert(1)"], ["--share-url", "javascript:alert(1)", "http"]),
+        (["--share-url", "http://"], ["--share-url", "no host name"]),
+        (["--share-url", "https://me:secret@h.example/"], ["user name or password", "//***@"]),
         (["--minimise", "speed"], ["--minimise", "speed"]),
     ],
 )
@@ -174,11 +176,15 @@ def test_sweep_bad_explain_options_exit_2(
     assert result.returncode == 2, result.stderr
     for word in words:
         assert word in result.stderr
+    assert "secret" not in result.stderr  # a password in --share-url is masked
     assert "Traceback" not in result.stderr
     assert not out.exists()
 
 
-def test_sweep_monthly_limit_needs_runs_per_month(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "option", [["--max-monthly-cost-usd", "10"], ["--minimise", "monthly_cost_usd"]]
+)
+def test_sweep_monthly_options_need_runs_per_month(tmp_path: Path, option: list[str]) -> None:
     system = tmp_path / "system.yaml"
     system.write_text(
         "\n".join(
@@ -194,12 +200,35 @@ def test_sweep_monthly_limit_needs_runs_per_month(tmp_path: Path) -> None:
         str(system),
         "--out",
         str(out),
-        "--max-monthly-cost-usd",
-        "10",
+        *option,
         cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     assert "runs_per_month" in result.stderr
+    assert not out.exists()
+
+
+def test_sweep_compare_names_differ_across_files(tmp_path: Path) -> None:
+    system = tmp_path / "system.yaml"
+    system.write_text(
+        EDGE_CLOUD.read_text() + "compare:\n  - {name: Current  Design, rest: edge}\n"
+    )
+    compare = tmp_path / "compare.yaml"
+    compare.write_text("compare:\n  - {name: current design, rest: cloud}\n")
+    out = tmp_path / "out"
+    result = run_cli(
+        "sweep",
+        str(OBJECT_DETECTION),
+        str(system),
+        "--out",
+        str(out),
+        "--compare",
+        str(compare),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "compare[0].name" in result.stderr
+    assert "ignoring case" in result.stderr
     assert not out.exists()
 
 

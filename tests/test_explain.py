@@ -528,7 +528,15 @@ def test_breakdown_tables_chain(chain: CompiledProblem) -> None:
         ("A", "compute on cloud"): pytest.approx(1.25),
         ("A", "transfer"): pytest.approx(1.01),
         ("B", "compute on edge"): pytest.approx(7.0),
+        ("B", "compute on cloud"): 0.0,
+        ("B", "transfer"): 0.0,
     }
+    # Devices in system order, then transfer, so charts colour devices consistently.
+    assert list(time["part"][time["label"] == "B"]) == [
+        "compute on edge",
+        "compute on cloud",
+        "transfer",
+    ]
     b_costs = cost[cost["label"] == "B"]
     assert list(b_costs["line"]) == [
         "cloud: compute",

@@ -108,7 +108,7 @@ def test_report_sections(summary: SweepSummary) -> None:
     assert report.startswith("# Allocation of detect-objects on pi-gateway-cloud\n")
     for heading in (
         "## Candidates",
-        "## Baselines",
+        "## Baselines and compared placements",
         "## Stages",
         "## Assumptions",
         "### Links",

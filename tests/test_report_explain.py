@@ -87,6 +87,9 @@ def test_printed_differences_add_up_to_the_totals(workflow: str) -> None:
         assert total[0].startswith("**"), heading
         differences = [number(row[3]) for row in body]
         assert sum(differences, Decimal(0)) == number(total[3]), (heading, rows)
+        for column in (1, 2):
+            values = [number(row[column]) for row in body]
+            assert sum(values, Decimal(0)) == number(total[column]), (heading, column, rows)
         assert number(total[2]) - number(total[1]) == number(total[3]), (heading, total)
 
 
@@ -97,7 +100,7 @@ def test_latency_rows_name_stages_and_transfers(workflow: str) -> None:
         if rows[0][0] != "Stage or transfer":
             continue
         for row in rows[2:-1]:
-            assert row[0].startswith(("stage ", "transfer ")), (heading, row)
+            assert row[0].startswith(("stage ", "transfer ", "unchanged ")), (heading, row)
             assert row[4], (heading, row)
 
 
@@ -166,3 +169,24 @@ def test_round_to_sum_hits_the_total(values: list[float], decimals: int) -> None
     for value, shown in zip(values, rounded, strict=True):
         # Nearest rounding plus at most one step for every value.
         assert abs(shown - Decimal(repr(value))) <= step * Decimal("1.5") + step * len(values)
+
+
+@pytest.mark.parametrize("workflow", EXAMPLES)
+def test_sentences_quote_the_total_rows(workflow: str) -> None:
+    markdown = render_report_md(example_summary(workflow))
+    section = markdown.split("## How the candidates differ", 1)[1].split("\n## ", 1)[0]
+    for part in section.split("\n### ")[1:]:
+        sentence = part.splitlines()[2]
+        totals = {
+            rows[-1][0]: rows[-1]
+            for _, rows in comparison_tables("## How the candidates differ\n### " + part)
+        }
+        latency = totals["**latency**"]
+        if latency[3] != "0":
+            assert f"({latency[2]} s against {latency[1]} s)" in sentence
+        cost = totals["**cost per run**"]
+        if cost[3] != "0":
+            assert f"({cost[2]} USD against {cost[1]} USD)" in sentence
+        monthly = totals.get("**monthly cost**")
+        if monthly is not None and monthly[3] != "0":
+            assert f"({monthly[2]} USD against {monthly[1]} USD)" in sentence
