@@ -14,7 +14,7 @@ it implements and the registry rejects any other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,6 +27,7 @@ from allocation.errors import InputError, ProviderError
 __all__ = [
     "API_VERSION",
     "ENTRY_POINT_GROUP",
+    "PerRunCostTerms",
     "PricingContext",
     "PricingProvider",
     "Usage",
@@ -80,6 +81,37 @@ class PricingContext:
     """The system's runs_per_month, for providers whose cost per run depends on it."""
 
 
+@dataclass(frozen=True)
+class PerRunCostTerms:
+    """The cost of one run as a sum of per-invocation and per-byte terms.
+
+    A provider whose `cost_lines_usd` adds up to ::
+
+        sum(invocation_usd(d) + usd_per_invocation for d in invocation durations)
+            + usd_per_byte_in * bytes_in + usd_per_byte_out * bytes_out
+
+    can state these terms through an optional ``per_run_cost_terms()`` method. Methods
+    that build the front without enumerating (`allocation.exact`) price partial
+    assignments with them, after checking them against `cost_lines_usd`.
+
+    Attributes
+    ----------
+    invocation_usd : callable
+        Maps durations in seconds, ndarray of shape (n,), to the duration-dependent
+        cost of one invocation each, shape (n,). It must be nondecreasing, and it
+        includes any rounding of the billed time (up to 1 ms, a minimum, ...).
+    usd_per_invocation : float
+        Fixed cost of one invocation, whatever its duration.
+    usd_per_byte_in, usd_per_byte_out : float
+        Cost of one byte received from or sent to another device.
+    """
+
+    invocation_usd: Callable[[np.ndarray], np.ndarray]
+    usd_per_invocation: float
+    usd_per_byte_in: float
+    usd_per_byte_out: float
+
+
 @runtime_checkable
 class PricingProvider(Protocol):
     """The contract every pricing provider implements.
@@ -114,6 +146,10 @@ class PricingProvider(Protocol):
     def describe(self) -> dict[str, Any]:
         """Return the options in force, JSON-serialisable, for run metadata and reports."""
         ...
+
+    # Optional members, looked up with getattr: usable_cores() -> float, the cores a
+    # device without `cores` gets, and per_run_cost_terms() -> PerRunCostTerms | None,
+    # the cost of one run split by invocation (None when it does not split that way).
 
 
 def available_providers() -> dict[str, Any]:

@@ -321,3 +321,187 @@ def random_problem_mixed_pricing(seed: int) -> tuple[Workflow, System]:
     elif "runs_per_month" not in document and rng.random() < 0.5:
         document["runs_per_month"] = rng.choice([1, 1000, 100_000, 10**7])
     return workflow, System.model_validate(document)
+
+
+# Options of every built-in provider that states per-run cost terms, priced from
+# catalogs/prices.parquet.
+_TERM_PRICINGS: tuple[dict[str, Any], ...] = (
+    {"provider": "aws-lambda", "region": "us-east-1", "memory_mb": 1769},
+    {
+        "provider": "aws-lambda",
+        "region": "ap-northeast-1",
+        "architecture": "arm64",
+        "memory_mb": 128,
+    },
+    {"provider": "aws-ec2", "region": "us-east-1", "instance_type": "t3.medium"},
+    {
+        "provider": "aws-ec2",
+        "region": "ap-northeast-1",
+        "instance_type": "m5.xlarge",
+        "utilisation": 0.6,
+    },
+    {"provider": "gcp-cloud-run", "region": "us-central1", "memory_gib": 0.5},
+    {"provider": "gcp-cloud-run", "region": "us-central1", "vcpu": 4, "memory_gib": 8},
+    {"provider": "azure-functions", "region": "eastus", "memory_mb": 160},
+    {"provider": "azure-functions", "region": "eastus", "memory_mb": 1536},
+)
+
+
+def random_problem_any_pricing(seed: int) -> tuple[Workflow, System]:
+    """Build `random_problem(seed)` with any built-in provider that has per-run cost terms.
+
+    Each priced device keeps its `flat` rates or, with probability two thirds, gets one
+    of the configurations of `aws-lambda`, `aws-ec2` (busy_time), `gcp-cloud-run` or
+    `azure-functions`; one device in three is priced when none was. The objectives are
+    those that add up over one run: latency_s, cost_usd, comm_s and the byte counts.
+    `runs_per_month` is 1 or unset, so that monthly quantities stay inside every tier.
+    Compile it with ``catalogs/`` as ``catalog_dir``.
+    """
+    workflow, system = random_problem(seed)
+    rng = random.Random(seed + 9_000_011)
+    document = system.model_dump(by_alias=True, exclude_none=True, warnings=False)
+
+    devices = document["devices"]
+    if not any("pricing" in device for device in devices) and rng.random() < 0.7:
+        rng.choice(devices)["pricing"] = _random_flat_pricing(rng)
+    for device in devices:
+        if "pricing" in device and rng.random() < 2 / 3:
+            device["pricing"] = dict(rng.choice(_TERM_PRICINGS))
+    document.pop("runs_per_month", None)
+    if rng.random() < 0.3:
+        document["runs_per_month"] = 1
+    document["objectives"] = _random_additive_objectives(rng)
+    return workflow, System.model_validate(document)
+
+
+def _random_additive_objectives(rng: random.Random) -> list[str]:
+    roll = rng.random()
+    if roll < 0.5:
+        return ["latency_s", "cost_usd"] if rng.random() < 0.7 else ["cost_usd", "latency_s"]
+    others = ["comm_s", "upload_bytes", "download_bytes"]
+    if roll < 0.7:
+        return [rng.choice(["latency_s", "cost_usd", *others])]
+    if roll < 0.9:
+        return ["latency_s", "cost_usd", rng.choice(others)]
+    return rng.sample(["latency_s", "cost_usd", *others], rng.randint(2, 4))
+
+
+def chain_problem(
+    n_stages: int,
+    seed: int,
+    *,
+    n_devices: int = 4,
+    lambda_device: bool = True,
+    pin_first: bool = False,
+) -> tuple[Workflow, System]:
+    """Build a chain of `n_stages` stages on an edge device, a gateway and cloud devices.
+
+    With `pin_first` the first stage is pinned to the edge device. Devices beyond the first two are
+    priced: the third by `flat`, the fourth by `aws-lambda` when `lambda_device` is set
+    (compile with ``catalogs/`` as ``catalog_dir``) and by `flat` otherwise.
+    """
+    rng = random.Random(seed)
+    stage_ids = [f"s{i:02d}" for i in range(n_stages)]
+    edges = [
+        {"from": u, "to": v, "bytes": rng.randint(1_000, 5_000_000)}
+        for u, v in itertools.pairwise(stage_ids)
+    ]
+    return _large_problem(
+        rng, f"chain-{n_stages}", stage_ids, edges, n_devices, lambda_device, pin_first
+    )
+
+
+def branching_problem(
+    n_stages: int,
+    seed: int,
+    *,
+    max_branches: int = 3,
+    n_devices: int = 4,
+    lambda_device: bool = True,
+    pin_first: bool = False,
+) -> tuple[Workflow, System]:
+    """Build a DAG of `n_stages` stages whose branches split and join again.
+
+    One source feeds the graph, which splits into at most `max_branches` parallel
+    branches at a time, joins them at fan-in stages, and ends in one sink. The devices
+    are those of `chain_problem`.
+    """
+    rng = random.Random(seed)
+    stage_ids = [f"s{i:02d}" for i in range(n_stages)]
+    edges: list[dict[str, Any]] = []
+
+    def connect(u: str, v: str) -> None:
+        edges.append({"from": u, "to": v, "bytes": rng.randint(1_000, 5_000_000)})
+
+    tails = [stage_ids[0]]
+    for i, stage_id in enumerate(stage_ids[1:], start=1):
+        remaining = n_stages - i
+        roll = rng.random()
+        if remaining == 1 or (len(tails) > 1 and (roll < 0.3 or remaining <= len(tails))):
+            # Join two or more branches.
+            joined = rng.sample(tails, rng.randint(2, len(tails))) if remaining > 1 else tails
+            for tail in joined:
+                connect(tail, stage_id)
+            tails = [t for t in tails if t not in joined] + [stage_id]
+        elif len(tails) < max_branches and roll < 0.6:
+            # Split: the new stage starts a branch from an existing tail, which stays.
+            connect(rng.choice(tails), stage_id)
+            tails.append(stage_id)
+        else:
+            tail = rng.choice(tails)
+            connect(tail, stage_id)
+            tails[tails.index(tail)] = stage_id
+    return _large_problem(
+        rng, f"dag-{n_stages}", stage_ids, edges, n_devices, lambda_device, pin_first
+    )
+
+
+def _large_problem(
+    rng: random.Random,
+    name: str,
+    stage_ids: list[str],
+    edges: list[dict[str, Any]],
+    n_devices: int,
+    lambda_device: bool,
+    pin_first: bool,
+) -> tuple[Workflow, System]:
+    stages: list[dict[str, Any]] = [
+        {"id": stage_id, "time_s": rng.uniform(0.001, 0.5)} for stage_id in stage_ids
+    ]
+    device_ids = list(_DEVICE_IDS[:n_devices])
+    if pin_first:
+        stages[0]["pin"] = device_ids[0]
+    devices: list[dict[str, Any]] = []
+    for d, device_id in enumerate(device_ids):
+        # The edge device is slow, the gateway faster and the cloud devices fastest.
+        speed = (400.0, 1200.0, 3500.0, 3000.0)[d % 4] * rng.uniform(0.8, 1.25)
+        cpu = {"name": f"CPU {d}", "cores": 4, "single_thread": speed}
+        device: dict[str, Any] = {"id": device_id, "cpu": cpu}
+        if d == 3 and lambda_device:
+            device["pricing"] = {"provider": "aws-lambda", "region": "us-east-1", "memory_mb": 1769}
+            device["cores"] = 1
+        elif d >= 2:
+            device["pricing"] = {
+                "provider": "flat",
+                "usd_per_compute_s": rng.uniform(1e-5, 1e-4),
+                "usd_per_invocation": rng.uniform(0.0, 1e-6),
+                "usd_per_gb_in": rng.uniform(0.0, 0.02),
+                "usd_per_gb_out": rng.uniform(0.05, 0.12),
+            }
+        devices.append(device)
+    links = [
+        {
+            "between": [a, b],
+            "bandwidth_mbps": rng.choice([10.0, 100.0, 1000.0]),
+            "latency_ms": rng.uniform(1.0, 40.0),
+        }
+        for a, b in itertools.combinations(device_ids, 2)
+    ]
+    workflow = {
+        "workflow": name,
+        "measured_on": {"name": "Reference PC", "cores": 4, "single_thread": 3000.0},
+        "stages": stages,
+        "edges": edges,
+    }
+    system = {"system": f"{name}-system", "devices": devices, "links": links}
+    return Workflow.model_validate(workflow), System.model_validate(system)

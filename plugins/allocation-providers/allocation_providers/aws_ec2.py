@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.errors import InputError
 from allocation.prices import ALL_REGIONS, BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
-from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 from allocation_providers._common import (
     PRICES_FILE as PRICES_FILE,
 )
@@ -175,6 +175,30 @@ class AwsEc2Provider:
             "compute": compute,
             "egress": self._egress.first_tier_usd_per_unit * self._data_units(usage.bytes_out),
         }
+
+    def per_run_cost_terms(self) -> PerRunCostTerms | None:
+        """Return the cost of one run split by invocation, or None with fleet billing.
+
+        With busy_time billing an invocation costs its duration in instance-hours
+        (`busy_hours`) at the hourly rate. A fleet's share is charged once for any use
+        of the device, so it is not a sum over invocations.
+        """
+        if self._options.billing == "fleet":
+            return None
+        usd_per_hour = self._hourly.first_tier_usd_per_unit
+        utilisation = self._options.utilisation
+
+        def invocation_usd(duration_s: np.ndarray) -> np.ndarray:
+            hours = np.asarray(duration_s, dtype=np.float64) / utilisation / SECONDS_PER_HOUR
+            return usd_per_hour * hours
+
+        return PerRunCostTerms(
+            invocation_usd=invocation_usd,
+            usd_per_invocation=0.0,
+            usd_per_byte_in=0.0,
+            usd_per_byte_out=self._egress.first_tier_usd_per_unit
+            / BYTES_PER_DATA_UNIT[self._egress.unit],
+        )
 
     def monthly_cost_usd(self, usage: Usage, runs_per_month: int) -> np.ndarray:
         """Return the bill for `runs_per_month` runs, with tiers and free allowances.

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.prices import BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
-from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 from allocation_providers._common import (
     PRICES_FILE as PRICES_FILE,
 )
@@ -177,6 +177,28 @@ class AwsLambdaProvider:
             "egress": self._egress.first_tier_usd_per_unit * self._data_units(usage.bytes_out),
             "ingress": self._ingress.first_tier_usd_per_unit * self._data_units(usage.bytes_in),
         }
+
+    def per_run_cost_terms(self) -> PerRunCostTerms:
+        """Return the cost of one run split by invocation, at the rates of `cost_lines_usd`.
+
+        An invocation costs its duration rounded up to a whole millisecond (after
+        rounding to the nearest nanosecond, as `billed_gb_s` does) times the memory in GB
+        and the rate per GB-second, plus the rate per request.
+        """
+        usd_per_gb_s = self._duration.first_tier_usd_per_unit
+        memory_gb = self.memory_gb
+
+        def invocation_usd(duration_s: np.ndarray) -> np.ndarray:
+            nanoseconds = np.rint(np.asarray(duration_s, dtype=np.float64) * 1e9)
+            return usd_per_gb_s * (np.ceil(nanoseconds / 1e6) / 1000.0 * memory_gb)
+
+        bytes_per_unit = BYTES_PER_DATA_UNIT[self._egress.unit]
+        return PerRunCostTerms(
+            invocation_usd=invocation_usd,
+            usd_per_invocation=self._requests.first_tier_usd_per_unit,
+            usd_per_byte_in=self._ingress.first_tier_usd_per_unit / bytes_per_unit,
+            usd_per_byte_out=self._egress.first_tier_usd_per_unit / bytes_per_unit,
+        )
 
     def monthly_cost_usd(self, usage: Usage, runs_per_month: int) -> np.ndarray:
         """Return the bill for `runs_per_month` runs, with tiers and free allowances.

@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.prices import BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
-from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 from allocation_providers._common import (
     PRICES_FILE as PRICES_FILE,
 )
@@ -181,6 +181,29 @@ class AzureFunctionsProvider:
             "requests": self._requests.first_tier_usd_per_unit * as_float(usage.invocations),
             "egress": self._egress.first_tier_usd_per_unit * self._data_units(usage.bytes_out),
         }
+
+    def per_run_cost_terms(self) -> PerRunCostTerms:
+        """Return the cost of one run split by execution, at the rates of `cost_lines_usd`.
+
+        An execution costs its time rounded up to a whole millisecond and to at least
+        100 ms (an execution of zero seconds too, as `billed_gb_s` bills it) times the
+        billed memory and the rate per GB-second, plus the rate per execution.
+        """
+        usd_per_gb_s = self._duration.first_tier_usd_per_unit
+        billed_gb = self.billed_memory_mb / MB_PER_GB
+
+        def invocation_usd(duration_s: np.ndarray) -> np.ndarray:
+            nanoseconds = np.rint(np.asarray(duration_s, dtype=np.float64) * 1e9)
+            billed_ms = np.maximum(np.ceil(nanoseconds / 1e6), MIN_EXECUTION_MS)
+            return usd_per_gb_s * (billed_ms / 1000.0 * billed_gb)
+
+        return PerRunCostTerms(
+            invocation_usd=invocation_usd,
+            usd_per_invocation=self._requests.first_tier_usd_per_unit,
+            usd_per_byte_in=0.0,
+            usd_per_byte_out=self._egress.first_tier_usd_per_unit
+            / BYTES_PER_DATA_UNIT[self._egress.unit],
+        )
 
     def monthly_cost_usd(self, usage: Usage, runs_per_month: int) -> np.ndarray:
         """Return the bill for `runs_per_month` runs, with tiers and free grants.

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from allocation.errors import InputError
-from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 
 __all__ = ["FlatProvider"]
 
@@ -78,6 +78,16 @@ class FlatProvider:
             "data_in": o.usd_per_gb_in * (usage.bytes_in / _BYTES_PER_GB),
             "data_out": o.usd_per_gb_out * (usage.bytes_out / _BYTES_PER_GB),
         }
+
+    def per_run_cost_terms(self) -> PerRunCostTerms:
+        """Return the cost of one run split by invocation: linear in its duration."""
+        o = self._options
+        return PerRunCostTerms(
+            invocation_usd=lambda duration_s: o.usd_per_compute_s * np.asarray(duration_s),
+            usd_per_invocation=o.usd_per_invocation,
+            usd_per_byte_in=o.usd_per_gb_in / _BYTES_PER_GB,
+            usd_per_byte_out=o.usd_per_gb_out / _BYTES_PER_GB,
+        )
 
     def monthly_cost_usd(self, usage: Usage, runs_per_month: int) -> np.ndarray:
         """Return the cost of one run times `runs_per_month` (flat rates have no tiers)."""

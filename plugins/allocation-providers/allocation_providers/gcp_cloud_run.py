@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from allocation.prices import BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
-from allocation.pricing import API_VERSION, PricingContext, Usage
+from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 from allocation_providers._common import (
     PRICES_FILE as PRICES_FILE,
 )
@@ -168,6 +168,29 @@ class GcpCloudRunProvider:
             "requests": self._requests.first_tier_usd_per_unit * as_float(usage.invocations),
             "egress": self._egress.first_tier_usd_per_unit * self._data_units(usage.bytes_out),
         }
+
+    def per_run_cost_terms(self) -> PerRunCostTerms:
+        """Return the cost of one run split by invocation, at the rates of `cost_lines_usd`.
+
+        An invocation costs its duration rounded up to a multiple of 100 ms (after
+        rounding to the nearest nanosecond, as `billed_s` does) at the vCPU and memory
+        rates, plus the rate per request.
+        """
+        usd_per_cpu_s = self._cpu.first_tier_usd_per_unit * self._options.vcpu
+        usd_per_memory_s = self._memory.first_tier_usd_per_unit * self._options.memory_gib
+
+        def invocation_usd(duration_s: np.ndarray) -> np.ndarray:
+            nanoseconds = np.rint(np.asarray(duration_s, dtype=np.float64) * 1e9)
+            billed_s = np.ceil(nanoseconds / _NANOSECONDS_PER_INCREMENT) * BILLING_INCREMENT_S
+            return usd_per_cpu_s * billed_s + usd_per_memory_s * billed_s
+
+        return PerRunCostTerms(
+            invocation_usd=invocation_usd,
+            usd_per_invocation=self._requests.first_tier_usd_per_unit,
+            usd_per_byte_in=0.0,
+            usd_per_byte_out=self._egress.first_tier_usd_per_unit
+            / BYTES_PER_DATA_UNIT[self._egress.unit],
+        )
 
     def monthly_cost_usd(self, usage: Usage, runs_per_month: int) -> np.ndarray:
         """Return the bill for `runs_per_month` runs, with tiers and free allowances.
