@@ -158,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Prefect link artifact then points to report.html there",
     )
     sweep.add_argument(
+        "--method",
+        choices=["auto", "exhaustive", "exact"],
+        default="auto",
+        help="exhaustive: estimate every assignment; exact: build the front without "
+        "enumerating, where that is provably exact (latency and per-run costs that add up "
+        "along the workflow); auto (default): exact from 16,777,216 assignments when it "
+        "applies, else exhaustive",
+    )
+    sweep.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -247,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from allocation.exact import choose_method
     from allocation.outputs import share_link
     from allocation.study import load_study
 
@@ -265,6 +275,7 @@ def _sweep(args: argparse.Namespace) -> int:
         requirements=requirements,
     )
     share_link(args.share_url, "report.html")
+    method, method_reason = choose_method(study.problem, args.method)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError(
             "--out names an existing file; give a folder for the outputs", file=args.out
@@ -272,7 +283,8 @@ def _sweep(args: argparse.Namespace) -> int:
     space_size = study.problem.space_size
     print(
         f"{study.problem.workflow_name} on {study.problem.system_name}: "
-        f"{space_size:,} assignments; starting the Prefect flow",
+        f"{space_size:,} assignments, {method} method ({method_reason}); "
+        "starting the Prefect flow",
         file=sys.stderr,
     )
 
@@ -292,6 +304,7 @@ def _sweep(args: argparse.Namespace) -> int:
         requirements={key: value for key, value in requirements.items() if value is not None},
         explain=[f"{a}:{b}" for a, b in args.explain],
         share_url=args.share_url,
+        method=args.method,
     )
     _print_summary(outcome, study, time.perf_counter() - started)
     return EXIT_OK

@@ -24,19 +24,24 @@ import numba
 import numpy as np
 
 from allocation.compile import CompiledProblem
-from allocation.errors import AllocationError
-from allocation.estimate import evaluate_placements
+from allocation.errors import AllocationError, InputError
+from allocation.estimate import Evaluation, evaluate_placements
 from allocation.pareto import RELATIVE_TOLERANCE, pareto_front
 from allocation.pricing import PerRunCostTerms, Usage
-from allocation.space import encode_placement
+from allocation.space import decode_placements, encode_placement
 from allocation.sweep import PartialFront, front_of, objective_matrix
 
 __all__ = [
+    "AUTO_EXACT_FROM",
+    "EXACT_SAMPLE",
     "MAX_OPEN_STAGES",
+    "METHODS",
     "SUPPORTED_OBJECTIVES",
     "NotExactError",
+    "choose_method",
     "exact_front",
     "exactness",
+    "sample_assignments",
 ]
 
 SUPPORTED_OBJECTIVES = ("latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes")
@@ -862,3 +867,75 @@ def _placements(
         placements[:, plan.order[t]] = steps[t].choice[rows]
         rows = steps[t].parent[rows]
     return placements
+
+
+METHODS = ("auto", "exhaustive", "exact")
+"""Values of the sweep's `method` option."""
+
+AUTO_EXACT_FROM = 1 << 24
+"""Space size from which `auto` uses the exact method, when it is exact for the problem.
+
+Below it, enumeration takes seconds and also gives every pattern for the chart.
+"""
+
+
+def choose_method(problem: CompiledProblem, requested: str) -> tuple[str, str]:
+    """Return the method a sweep uses ("exhaustive" or "exact") and why, in a sentence.
+
+    Raises
+    ------
+    InputError
+        When `requested` is not one of `METHODS`, or is "exact" for a problem where the
+        exact method is not exact (the message gives the reason).
+    """
+    if requested not in METHODS:
+        raise InputError(
+            f"is not a method; choose one of {', '.join(METHODS)}",
+            file="command line",
+            field="--method",
+            value=requested,
+            has_value=True,
+        )
+    if requested == "exhaustive":
+        return "exhaustive", "the exhaustive method was requested"
+    reason = exactness(problem)
+    if requested == "exact":
+        if reason is not None:
+            raise InputError(
+                f"cannot be used for {problem.workflow_name} on {problem.system_name}: "
+                f"{reason}; use --method exhaustive",
+                file="command line",
+                field="--method",
+                value=requested,
+                has_value=True,
+            )
+        return "exact", "the exact method was requested"
+    if problem.space_size < AUTO_EXACT_FROM:
+        return "exhaustive", f"the space is smaller than {AUTO_EXACT_FROM:,} assignments"
+    if reason is not None:
+        return "exhaustive", f"the exact method does not apply: {reason}"
+    return "exact", f"the space holds {AUTO_EXACT_FROM:,} assignments or more"
+
+
+EXACT_SAMPLE = 100_000
+"""Assignments drawn for the chart and patterns.parquet when the exact method is used.
+
+The chart bins anything past a few thousand points, and evaluating a long workflow's
+assignments one by one costs about 15 us each, so a larger sample only adds time.
+"""
+
+
+def sample_assignments(problem: CompiledProblem, n: int, *, seed: int = 0) -> Evaluation:
+    """Evaluate `n` assignments drawn uniformly at random (all of them when fewer).
+
+    The exact method evaluates no pattern, so the chart's background and
+    patterns.parquet come from this sample. The draw depends on `seed` alone, so a
+    rerun gives the same sample.
+    """
+    size = problem.space_size
+    if size <= n:
+        indices = np.arange(size, dtype=np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        indices = np.unique(rng.integers(0, size, size=n, dtype=np.int64))
+    return evaluate_placements(problem, decode_placements(problem, indices), indices)

@@ -205,7 +205,14 @@ def _summary_paragraph(summary: SweepSummary) -> str:
     sentences.append(
         f"The space holds {_count(summary.space_size, 'assignment')} of "
         f"{_count(len(summary.problem.stage_ids), 'stage')} to "
-        f"{_count(len(summary.problem.device_ids), 'device')}, and every one was evaluated."
+        f"{_count(len(summary.problem.device_ids), 'device')}"
+        + (
+            ", and every one was evaluated."
+            if summary.method == "exhaustive"
+            else ". The exact method built the front without enumerating them, because "
+            f"{escape_markdown(summary.method_reason)}; the chart and patterns.parquet "
+            f"show {_count(len(summary.patterns), 'assignment')} drawn at random."
+        )
     )
 
     n_front = len(summary.candidates)

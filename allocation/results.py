@@ -282,3 +282,7 @@ class SweepSummary:
     """Number of pairs left unexplained, for example past a limit on the report's length."""
     charts: dict[str, str] = field(default_factory=dict)
     """File name to title of every chart written beside the report."""
+    method: str = "exhaustive"
+    """How the front was found: "exhaustive" (every assignment) or "exact" (no enumeration)."""
+    method_reason: str = ""
+    """Why that method was used, as a clause ("the space is smaller than ...")."""

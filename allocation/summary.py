@@ -54,6 +54,8 @@ def summarise(
     patterns_sampled: bool,
     explain: Sequence[tuple[str, str]] = (),
     timings_s: dict[str, float] | None = None,
+    method: str = "exhaustive",
+    method_reason: str = "",
 ) -> SweepSummary:
     """Build the summary of a finished sweep.
 
@@ -71,6 +73,8 @@ def summarise(
         Pairs of candidate labels to explain besides the neighbouring ones.
     timings_s : dict, optional
         Wall time of each phase so far; the summary keeps the same dict.
+    method, method_reason : str
+        How the front was found ("exhaustive" or "exact") and why, for the report.
 
     Raises
     ------
@@ -115,6 +119,8 @@ def summarise(
         explanations=explanations,
         explanations_omitted=omitted,
         charts=dict(CHART_FILES),
+        method=method,
+        method_reason=method_reason,
     )
 
 

@@ -41,6 +41,7 @@ from allocation.charts import (
 )
 from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
+from allocation.exact import EXACT_SAMPLE, choose_method, exact_front, sample_assignments
 from allocation.explain import (
     breakdown_tables,
 )
@@ -106,6 +107,12 @@ def evaluate_chunk_task(
     return sweep_chunk(problem, start, stop, sample_fraction=sample_fraction)
 
 
+@task(name="exact-front", cache_policy=NO_CACHE, persist_result=False)
+def exact_front_task(problem: CompiledProblem) -> PartialFront:
+    """Build the front with the exact method, without enumerating the assignments."""
+    return exact_front(problem)
+
+
 @flow(
     name="sweep",
     persist_result=False,
@@ -125,6 +132,7 @@ def sweep(
     requirements: dict[str, Any] | None = None,
     explain: list[str] | None = None,
     share_url: str | None = None,
+    method: str = "auto",
 ) -> SweepOutcome:
     """Find the exact Pareto front of a workflow on a system and write the outputs.
 
@@ -153,6 +161,10 @@ def sweep(
     share_url
         Where the output folder is shared (a URL or a path); a link artifact then
         points to report.html there.
+    method
+        "exhaustive" enumerates every assignment; "exact" builds the front without
+        enumerating where that is exact; "auto" picks by space size
+        (`allocation.exact.choose_method`).
     """
     logger = get_run_logger()
     timings: dict[str, float] = {}
@@ -178,53 +190,35 @@ def sweep(
 
     # Plan.
     mark = time.perf_counter()
+    chosen_method, method_reason = choose_method(problem, method)
     size = chunk_size or choose_chunk_size(space_size)
-    chunks = plan_chunks(space_size, chunk_size=size)
-    sample_fraction = 1.0 if space_size <= max_patterns else max_patterns / space_size
+    chunks = plan_chunks(space_size, chunk_size=size) if chosen_method == "exhaustive" else []
+    kept = max_patterns if chosen_method == "exhaustive" else min(max_patterns, EXACT_SAMPLE)
+    sample_fraction = 1.0 if space_size <= kept else kept / space_size
     timings["plan_s"] = time.perf_counter() - mark
+    logger.info("Method: %s, because %s", chosen_method, method_reason)
 
-    # Estimate the chunks in parallel; merge fronts as chunks finish.
+    # Estimate: chunks in parallel, fronts merged as they finish; or the exact method.
     mark = time.perf_counter()
-    progress = ProgressLine(space_size, label="Estimating") if show_progress else None
-    futures = evaluate_chunk_task.map(
-        problem=unmapped(problem),
-        start=[start for start, _ in chunks],
-        stop=[stop for _, stop in chunks],
-        sample_fraction=unmapped(sample_fraction),
-    )
     progress_id = create_progress_artifact(
         0.0,
         key=artifact_key("progress", problem.workflow_name, problem.system_name),
         description=f"Share of the {space_size:,} assignments estimated",
     )
-    last_reported = time.perf_counter()
-    front: PartialFront | None = None
-    pattern_parts: list[Evaluation] = []
-    done = 0
-    merge_s = 0.0
-    for future in as_completed(futures):
-        result = future.result()
-        merge_mark = time.perf_counter()
-        parts = [result.front] if front is None else [front, result.front]
-        front = merge_fronts(problem, parts)
-        merge_s += time.perf_counter() - merge_mark
-        pattern_parts.append(result.patterns)
-        done += result.stop - result.start
-        if progress:
-            progress.update(done)
-        # At most one update a second, and always the last, to keep API calls few.
-        if done == space_size or time.perf_counter() - last_reported >= 1.0:
-            update_progress_artifact(progress_id, 100.0 * done / space_size)
-            last_reported = time.perf_counter()
-    if progress:
-        progress.close()
-    assert front is not None
+    if chosen_method == "exact":
+        front = exact_front_task(problem)
+        pattern_parts = [sample_assignments(problem, min(max_patterns, EXACT_SAMPLE))]
+        update_progress_artifact(progress_id, 100.0)
+    else:
+        front, pattern_parts, timings["merge_s"] = _estimate_chunks(
+            problem, chunks, sample_fraction, progress_id, show_progress=show_progress
+        )
     timings["evaluate_s"] = time.perf_counter() - mark
-    timings["merge_s"] = merge_s
     logger.info(
-        "Evaluated %d assignments in %.3f s in %d chunks; %d on the Pareto front",
+        "Estimated %d assignments in %.3f s (%s method, %d chunks); %d on the Pareto front",
         space_size,
         timings["evaluate_s"],
+        chosen_method,
         len(chunks),
         len(front),
     )
@@ -242,6 +236,8 @@ def sweep(
         patterns_sampled=sample_fraction < 1.0,
         explain=pairs,
         timings_s=timings,
+        method=chosen_method,
+        method_reason=method_reason,
     )
     candidates = summary.candidates
     patterns_table = summary.patterns
@@ -312,6 +308,51 @@ def sweep(
         recommended=recommendation.label,
         recommendation=recommendation.reason,
     )
+
+
+def _estimate_chunks(
+    problem: CompiledProblem,
+    chunks: list[tuple[int, int]],
+    sample_fraction: float,
+    progress_id: Any,
+    *,
+    show_progress: bool,
+) -> tuple[PartialFront, list[Evaluation], float]:
+    """Map the chunk task over the chunks and merge their fronts as they finish.
+
+    Returns the front, the kept patterns of every chunk and the time spent merging.
+    """
+    space_size = problem.space_size
+    progress = ProgressLine(space_size, label="Estimating") if show_progress else None
+    futures = evaluate_chunk_task.map(
+        problem=unmapped(problem),
+        start=[start for start, _ in chunks],
+        stop=[stop for _, stop in chunks],
+        sample_fraction=unmapped(sample_fraction),
+    )
+    last_reported = time.perf_counter()
+    front: PartialFront | None = None
+    pattern_parts: list[Evaluation] = []
+    done = 0
+    merge_s = 0.0
+    for future in as_completed(futures):
+        result = future.result()
+        merge_mark = time.perf_counter()
+        parts = [result.front] if front is None else [front, result.front]
+        front = merge_fronts(problem, parts)
+        merge_s += time.perf_counter() - merge_mark
+        pattern_parts.append(result.patterns)
+        done += result.stop - result.start
+        if progress:
+            progress.update(done)
+        # At most one update a second, and always the last, to keep API calls few.
+        if done == space_size or time.perf_counter() - last_reported >= 1.0:
+            update_progress_artifact(progress_id, 100.0 * done / space_size)
+            last_reported = time.perf_counter()
+    if progress:
+        progress.close()
+    assert front is not None
+    return front, pattern_parts, merge_s
 
 
 def _build_charts(summary: SweepSummary) -> dict[str, Any]:
@@ -434,9 +475,12 @@ def _run_metadata(
         ),
         "compared_placements": [name for name, _ in study.comparisons],
         "explained_pairs": [[e.label_a, e.label_b] for e in summary.explanations],
+        "method": {"name": summary.method, "reason": summary.method_reason},
         "counts": {
             "space_size": summary.space_size,
-            "evaluated": summary.space_size,
+            "evaluated": (
+                summary.space_size if summary.method == "exhaustive" else len(summary.patterns)
+            ),
             "front_points": len(summary.candidates),
             "chunks": len(chunks),
             "chunk_size": chunk_size,

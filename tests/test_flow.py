@@ -149,3 +149,51 @@ def test_chunk_size_bounds() -> None:
     assert choose_chunk_size(10) == 65_536
     assert choose_chunk_size(177_147) == 65_536
     assert choose_chunk_size(4**15) == 1 << 20
+
+
+def chain_files(folder: Path, n_stages: int) -> tuple[Path, Path]:
+    """Write a chain of n stages on edge, gateway and cloud with flat pricing."""
+    stages = "\n".join(
+        f"  - {{id: s{i}, time_s: {0.05 + 0.01 * (i % 7)}, threads: {1 + i % 3}"
+        + (", pin: edge}" if i in (0, n_stages - 1) else "}")
+        for i in range(n_stages)
+    )
+    edges = "\n".join(
+        f"  - {{from: s{i}, to: s{i + 1}, bytes: {100_000 * (1 + i % 5)}}}"
+        for i in range(n_stages - 1)
+    )
+    workflow = folder / "chain.yaml"
+    workflow.write_text(
+        "workflow: chain\nmeasured_on: {name: ref, cores: 4, single_thread: 2000}\n"
+        f"stages:\n{stages}\nedges:\n{edges}\n"
+    )
+    system = folder / "system.yaml"
+    system.write_text(SYSTEM.replace("runs_per_month: 1000\n", ""))
+    return workflow, system
+
+
+def test_flow_exact_method_matches_exhaustive_bytes(prefect_harness: None, tmp_path: Path) -> None:
+    workflow, system = chain_files(tmp_path, 10)
+    exhaustive = sweep(
+        str(workflow), str(system), str(CATALOGS), str(tmp_path / "a"), method="exhaustive"
+    )
+    exact = sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "b"), method="exact")
+
+    assert exhaustive.space_size == exact.space_size == 3**8
+    assert (tmp_path / "a" / "front.parquet").read_bytes() == (
+        tmp_path / "b" / "front.parquet"
+    ).read_bytes()
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["method"]["name"] == "exact"
+    assert "exact method built the front" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_flow_auto_uses_exact_past_enumeration(prefect_harness: None, tmp_path: Path) -> None:
+    workflow, system = chain_files(tmp_path, 40)
+    outcome = sweep(str(workflow), str(system), str(CATALOGS), str(tmp_path / "out"))
+
+    assert outcome.space_size == 3**38
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["method"]["name"] == "exact"
+    assert run["counts"]["evaluated"] == len(pq.read_table(tmp_path / "out" / "patterns.parquet"))
+    assert outcome.recommended is not None
