@@ -7,6 +7,7 @@ associative: merging partial fronts in any grouping gives the same exact front.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,9 +15,10 @@ import numpy as np
 
 from allocation.compile import CompiledProblem
 from allocation.errors import AllocationError
-from allocation.estimate import Evaluation, evaluate_chunk
+from allocation.estimate import Evaluation, evaluate_chunk, evaluate_placements
+from allocation.kernel import Screening, sample_threshold, screen_chunk
 from allocation.pareto import pareto_front
-from allocation.space import plan_chunks
+from allocation.space import decode_placements, plan_chunks
 
 __all__ = [
     "ChunkResult",
@@ -97,8 +99,7 @@ def sample_mask(pattern_index: np.ndarray, fraction: float) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
-    threshold = np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
-    return z < threshold
+    return z < sample_threshold(fraction)
 
 
 def sweep_chunk(
@@ -107,14 +108,59 @@ def sweep_chunk(
     """Evaluate assignments ``start`` to ``stop - 1`` and keep their front.
 
     `sample_fraction` is the share of rows kept for patterns.parquet (1.0 keeps all).
+
+    When every row is kept, every row is estimated by `evaluate_chunk`. Otherwise the
+    compiled kernel (`allocation.kernel.screen_chunk`) picks the rows that may be on the
+    front; only those and the sampled rows are estimated by `evaluate_placements`, and
+    the front is the same as that of estimating every row. Problems the kernel does not
+    handle are estimated by `evaluate_chunk`.
     """
-    evaluation = evaluate_chunk(problem, start, stop)
-    front = front_of(problem, evaluation)
     if sample_fraction >= 1.0:
-        patterns = evaluation
-    else:
-        patterns = evaluation.take(sample_mask(evaluation.pattern_index, sample_fraction))
-    return ChunkResult(start=start, stop=stop, front=front, patterns=patterns)
+        # Every row is kept for patterns.parquet, so every row is estimated anyway and
+        # the kernel would only add its compile time.
+        evaluation = evaluate_chunk(problem, start, stop)
+        return ChunkResult(
+            start=start, stop=stop, front=front_of(problem, evaluation), patterns=evaluation
+        )
+
+    screening = screen_chunk(problem, start, stop, sample_fraction=sample_fraction)
+    if screening is not None:
+        candidates = _evaluate_indices(problem, screening.candidates)
+        if _agrees(problem, screening, candidates):
+            patterns = _evaluate_indices(problem, screening.sampled)
+            return ChunkResult(
+                start=start, stop=stop, front=front_of(problem, candidates), patterns=patterns
+            )
+
+    evaluation = evaluate_chunk(problem, start, stop)
+    patterns = evaluation.take(sample_mask(evaluation.pattern_index, sample_fraction))
+    return ChunkResult(
+        start=start, stop=stop, front=front_of(problem, evaluation), patterns=patterns
+    )
+
+
+def _evaluate_indices(problem: CompiledProblem, indices: np.ndarray) -> Evaluation:
+    if len(indices) == 0:
+        return Evaluation.concat([], problem.n_stages)
+    return evaluate_placements(problem, decode_placements(problem, indices), indices)
+
+
+def _agrees(problem: CompiledProblem, screening: Screening, candidates: Evaluation) -> bool:
+    """Check the kernel's values of the candidates against `evaluate_placements`.
+
+    A disagreement means that the kernel and the numpy estimator differ, as they would
+    for a provider whose charge for a row depends on the other rows. The chunk is then
+    estimated without the kernel, with a warning.
+    """
+    if screening.agrees_with(objective_matrix(problem, candidates)):
+        return True
+    warnings.warn(
+        f"the compiled kernel and the numpy estimator disagree on {problem.workflow_name} "
+        f"on {problem.system_name}; estimating the chunk without the kernel",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
 
 
 def sweep_in_process(
