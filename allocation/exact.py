@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from allocation.compile import CompiledProblem
 from allocation.errors import AllocationError, InputError
 from allocation.estimate import Evaluation, evaluate_placements
+from allocation.jit import compiled
 from allocation.pareto import RELATIVE_TOLERANCE, pareto_front
 from allocation.pricing import PerRunCostTerms, Usage
 from allocation.space import decode_placements, encode_placement
@@ -807,7 +807,7 @@ def _best_per_state(
     return labels.take(keep)
 
 
-@numba.njit(cache=True)
+@compiled
 def _undominated(
     values: np.ndarray,
     state_start: np.ndarray,

@@ -236,3 +236,161 @@ def test_invalid_values_raise(bad: float, k: int) -> None:
 
     with pytest.raises(ValueError):
         pareto_front(values, np.arange(4))
+
+
+def _brute_force_front(values: np.ndarray) -> list[tuple[int, int]]:
+    """Compare every pair with the reference's equality rule, block by block (O(n^2)).
+
+    Rows that no row dominates are grouped as `reference_front` groups them: each joins
+    the first earlier representative equal to it in every objective.
+    """
+    n = len(values)
+    dominated = np.zeros(n, dtype=bool)
+    for begin in range(0, n, 256):
+        q = values[begin : begin + 256][None, :, :]
+        p = values[:, None, :]
+        equal = np.abs(p - q) <= 1e-9 * np.maximum(np.abs(p), np.abs(q))
+        at_least = ((p < q) | equal).all(axis=2)
+        better = ((p < q) & ~equal).any(axis=2)
+        dominated[begin : begin + 256] = (at_least & better).any(axis=0)
+    representatives: list[int] = []
+    counts: list[int] = []
+    for i in np.flatnonzero(~dominated).tolist():
+        if representatives:
+            p = values[representatives]
+            q = values[i]
+            equal = (np.abs(p - q) <= 1e-9 * np.maximum(np.abs(p), np.abs(q))).all(axis=1)
+            if equal.any():
+                counts[int(np.argmax(equal))] += 1
+                continue
+        representatives.append(i)
+        counts.append(1)
+    return list(zip(representatives, counts, strict=True))
+
+
+def _large_points(rng: np.random.Generator, kind: str, n: int, k: int) -> np.ndarray:
+    """Return n points of k objectives, enough rows for the prefilters to run."""
+    if kind == "uniform":
+        return rng.uniform(0.0, 100.0, size=(n, k))
+    if kind == "half_front":
+        # Half the rows on the plane sum = 1, half moved up from one of them.
+        front = rng.dirichlet(np.ones(k), size=n // 2)
+        moved = front[rng.integers(0, len(front), n - n // 2)]
+        return np.vstack([front, moved + rng.uniform(0.0, 0.3, size=moved.shape)])
+    if kind == "grid":
+        points = rng.integers(0, 12, size=(n, k)).astype(np.float64)
+        points[:, -1] = 12 * (k - 1) - points[:, :-1].sum(axis=1) + rng.integers(0, 3, n)
+        return points
+    if kind == "near_tolerance":
+        grid = rng.integers(1, 30, size=(n, k)).astype(np.float64)
+        points = grid * (1.0 + rng.choice([0.0, 5e-10, 1e-9, 1.5e-9, 3e-9], size=(n, k)))
+        points[rng.random(n) < 0.1] = 0.0
+        return points
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+LARGE_KINDS = ("uniform", "half_front", "grid", "near_tolerance")
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("kind", LARGE_KINDS)
+def test_prefiltered_front_matches_brute_force(kind: str, k: int, seed: int) -> None:
+    rng = np.random.default_rng([seed, k, LARGE_KINDS.index(kind), 5])
+    n = int(rng.integers(4500, 6000))
+    values = _large_points(rng, kind, n, k)
+    values = values[rng.permutation(n)]
+    order = np.arange(n, dtype=np.int64)
+
+    keep, counts = pareto_front(values, order)
+
+    assert _as_pairs(order, keep, counts) == _brute_force_front(values)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_duplicates_all_keeps_copies(k: int) -> None:
+    rng = np.random.default_rng(k)
+    values = _random_points(rng, "duplicates", 300, k)
+    order = rng.permutation(len(values)).astype(np.int64)
+    counts = rng.integers(1, 4, size=len(values)).astype(np.int64)
+
+    keep_all, counts_all = pareto_front(values, order, counts, duplicates="all")
+    keep_first, counts_first = pareto_front(values, order, counts, duplicates="first")
+
+    # Every copy of a front point is kept, with its own count.
+    assert np.array_equal(counts_all, counts[keep_all])
+    assert counts_all.sum() == counts_first.sum()
+    assert set(keep_first.tolist()) <= set(keep_all.tolist())
+    front_vectors = {tuple(v) for v in values[keep_first].tolist()}
+    copies = [i for i in range(len(values)) if tuple(values[i].tolist()) in front_vectors]
+    assert sorted(keep_all.tolist()) == sorted(copies)
+
+
+def test_duplicates_all_orders_copies() -> None:
+    values = np.array([[2.0, 1.0], [1.0, 3.0], [2.0, 1.0], [2.0, 1.0], [3.0, 3.0]])
+    order = np.array([8, 4, 3, 5, 0], dtype=np.int64)
+
+    keep, counts = pareto_front(values, order, duplicates="all")
+
+    # Sorted by the objectives; the copies of (2, 1) by enumeration order 3, 5, 8.
+    assert keep.tolist() == [1, 2, 3, 0]
+    assert counts.tolist() == [1, 1, 1, 1]
+
+
+def test_duplicates_first_is_default() -> None:
+    values = np.array([[1.0, 1.0], [1.0, 1.0], [0.5, 2.0]])
+
+    keep, counts = pareto_front(values, np.arange(3))
+    keep_first, counts_first = pareto_front(values, np.arange(3), duplicates="first")
+
+    assert keep.tolist() == keep_first.tolist() == [2, 0]
+    assert counts.tolist() == counts_first.tolist() == [1, 2]
+
+
+def test_unknown_duplicate_rule_raises() -> None:
+    with pytest.raises(ValueError, match="duplicates"):
+        pareto_front(np.ones((2, 2)), np.arange(2), duplicates="last")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_large_input_permutation_keeps_front(k: int) -> None:
+    rng = np.random.default_rng([k, 41])
+    values = _large_points(rng, "grid", 20_000, k)
+    order = rng.permutation(len(values)).astype(np.int64)
+    expected = _as_pairs(order, *pareto_front(values, order))
+
+    rows = rng.permutation(len(values))
+
+    assert _as_pairs(order[rows], *pareto_front(values[rows], order[rows])) == expected
+
+
+def test_filter_without_disk_cache() -> None:
+    # With no writable cache location numba raises when a cached function is defined;
+    # allocation.jit then compiles in memory, and importing the whole engine still works.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import numpy as np\n"
+        "import allocation.exact, allocation.sweep\n"
+        "from allocation.pareto import pareto_front\n"
+        "values = np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]])\n"
+        "keep, counts = pareto_front(values, np.arange(4))\n"
+        "print(keep.tolist(), counts.tolist())\n"
+    )
+    environment = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "IPythonCacheLocator"}
+    environment.pop("NUMBA_CACHE_DIR", None)
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[0, 1] [2, 1]"
