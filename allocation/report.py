@@ -812,60 +812,63 @@ def _latency_table(explanation: PairExplanation) -> str:
     return _table(header, rows, [False, True, True, True, False])
 
 
-def _cost_table(explanation: PairExplanation) -> str:
-    column = _cost_column(explanation)
+def _money_table(
+    explanation: PairExplanation,
+    column: _Column,
+    names: list[str],
+    *,
+    heading: str,
+    unit: str,
+    rest: str,
+    total: str,
+) -> str:
+    """Build a table of money rows (billing lines or devices) that add up to `total`."""
     a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
     rows = [
-        [
-            f"{escape_markdown(item.device_id)}: {escape_markdown(item.line)} "
-            f"({escape_markdown(item.provider)})",
-            _plain(shown_a),
-            _plain(shown_b),
-            _signed(delta),
-        ]
-        for item, (shown_a, shown_b, delta) in zip(
-            explanation.cost_changes, column.rows, strict=True
-        )
+        [name, _plain(shown_a), _plain(shown_b), _signed(delta)]
+        for name, (shown_a, shown_b, delta) in zip(names, column.rows, strict=True)
     ]
-    rows += _rest_row(column, "unchanged billing lines")
-    rows.append(
-        [
-            "**cost per run**",
-            _plain(column.total_a),
-            _plain(column.total_b),
-            _signed(column.difference),
-        ]
-    )
-    header = ["Billing line", f"{a} (USD)", f"{b} (USD)", "Difference (USD)"]
+    rows += _rest_row(column, rest)
+    rows.append([total, _plain(column.total_a), _plain(column.total_b), _signed(column.difference)])
+    header = [heading, f"{a} ({unit})", f"{b} ({unit})", f"Difference ({unit})"]
     return _table(header, rows, [False, True, True, True])
+
+
+def _cost_table(explanation: PairExplanation) -> str:
+    names = [
+        f"{escape_markdown(item.device_id)}: {escape_markdown(item.line)} "
+        f"({escape_markdown(item.provider)})"
+        for item in explanation.cost_changes
+    ]
+    return _money_table(
+        explanation,
+        _cost_column(explanation),
+        names,
+        heading="Billing line",
+        unit="USD",
+        rest="unchanged billing lines",
+        total="**cost per run**",
+    )
 
 
 def _monthly_table(explanation: PairExplanation) -> str:
     column = _monthly_column(explanation)
     if column is None:
         return ""
-    items = [i for i in explanation.monthly_items if i.delta_usd != 0]
-    a, b = escape_markdown(explanation.label_a), escape_markdown(explanation.label_b)
-    rows = [
-        [
-            f"{escape_markdown(item.device_id)} ({escape_markdown(item.provider)})",
-            _plain(shown_a),
-            _plain(shown_b),
-            _signed(delta),
-        ]
-        for item, (shown_a, shown_b, delta) in zip(items, column.rows, strict=True)
+    names = [
+        f"{escape_markdown(item.device_id)} ({escape_markdown(item.provider)})"
+        for item in explanation.monthly_items
+        if item.delta_usd != 0
     ]
-    rows += _rest_row(column, "unchanged devices")
-    rows.append(
-        [
-            "**monthly cost**",
-            _plain(column.total_a),
-            _plain(column.total_b),
-            _signed(column.difference),
-        ]
+    return _money_table(
+        explanation,
+        column,
+        names,
+        heading="Device",
+        unit="USD a month",
+        rest="unchanged devices",
+        total="**monthly cost**",
     )
-    header = ["Device", f"{a} (USD a month)", f"{b} (USD a month)", "Difference (USD a month)"]
-    return _table(header, rows, [False, True, True, True])
 
 
 def _differences_section(summary: SweepSummary) -> str:

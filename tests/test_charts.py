@@ -37,10 +37,9 @@ from allocation.results import (
     SweepSummary,
     baseline_table,
     candidate_labels,
-    evaluation_table,
-    front_table,
-    placement_summary,
 )
+from allocation.study import Study
+from allocation.summary import summarise as build_sweep_summary
 from allocation.sweep import sweep_in_process
 
 IMG_MARKUP = "<img src=x onerror=alert(1)>"
@@ -134,28 +133,15 @@ def build_summary(
 
 def summarise(workflow: Workflow, system: System, *, sample_fraction: float = 1.0) -> SweepSummary:
     """Sweep `workflow` on `system` and collect the summary the flow builds."""
-    problem = compile_problem(workflow, system, CpuCatalog(None, (), ""))
+    catalog = CpuCatalog(None, (), "")
+    problem = compile_problem(workflow, system, catalog)
     front, patterns = sweep_in_process(problem, sample_fraction=sample_fraction)
-    candidates = front_table(problem, front)
-    labels = candidate_labels(len(candidates))
-    candidates.insert(0, "label", labels)
-    candidates.insert(
-        1,
-        "placement",
-        [
-            placement_summary(problem, [row[f"at_{s}"] for s in problem.stage_ids])
-            for _, row in candidates.iterrows()
-        ],
-    )
-    return SweepSummary(
-        workflow=workflow,
-        system=system,
-        problem=problem,
-        candidates=candidates,
-        patterns=evaluation_table(problem, patterns),
+    study = Study(workflow, system, catalog, problem, inputs={})
+    return build_sweep_summary(
+        study,
+        front,
+        patterns,
         patterns_sampled=sample_fraction < 1.0,
-        baselines=baseline_table(problem, candidates, labels),
-        space_size=problem.space_size,
         timings_s={"evaluate_s": 0.25, "total_s": 1.5},
     )
 

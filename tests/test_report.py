@@ -128,7 +128,13 @@ def test_report_candidates_table(summary: SweepSummary) -> None:
 
     assert header[:4] == ["Label", "Placement", "Latency (s)", "Cost per run (USD)"]
     assert "Monthly cost (USD)" not in header
-    assert [row[0] for row in body] == list(summary.candidates["label"])
+    assert summary.recommendation is not None
+    recommended = summary.recommendation.label
+    expected = [
+        f"**{label}** (recommended)" if label == recommended else label
+        for label in summary.candidates["label"]
+    ]
+    assert [row[0] for row in body] == expected
     assert [row[1] for row in body] == list(summary.candidates["placement"])
     assert all(row[2].endswith(" s") for row in body)
     assert all(row[3].endswith(" USD") for row in body)
@@ -232,7 +238,16 @@ def test_report_renders_input_text_as_text(hostile_summary: SweepSummary) -> Non
     )
     tags = set(re.findall(r"</?([a-z0-9]+)", page))
 
-    assert tags <= {"h1", "h2", "h3", "p", "ul", "li", "table", "thead", "tbody", "tr", "th", "td"}
+    # The report's own markup: headings, lists, tables, bold labels, code for option
+    # names and the chart images. Nothing else may come from the input text.
+    allowed = {"h1", "h2", "h3", "p", "ul", "li", "table", "thead", "tbody", "tr", "th", "td"}
+    assert tags <= allowed | {"strong", "code", "img"}
+    images = re.findall(r"<img [^>]*>", page)
+    assert {re.search(r'src="([^"]*)"', tag).group(1) for tag in images} <= {  # type: ignore[union-attr]
+        "chart.png",
+        "breakdown.png",
+        "placement.png",
+    }
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "a|b *bold* _it_ `code` [link](x) second line" in page
 
