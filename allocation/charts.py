@@ -499,6 +499,14 @@ def _baseline_entry(baselines: pd.DataFrame) -> str:
     return _BASELINE
 
 
+def _drawn_values(summary: SweepSummary, baselines: pd.DataFrame | None, metric: str) -> np.ndarray:
+    """Return a metric's values of the patterns, the candidates and the baselines."""
+    parts = [_float_values(summary.patterns[metric]), _float_values(summary.candidates[metric])]
+    if baselines is not None:
+        parts.append(_float_values(baselines[metric]))
+    return np.concatenate(parts)
+
+
 def _far_limits(
     summary: SweepSummary,
     baselines: pd.DataFrame | None,
@@ -515,10 +523,7 @@ def _far_limits(
     for metric in metrics:
         if metric not in limits:
             continue
-        parts = [_float_values(summary.patterns[metric]), _float_values(summary.candidates[metric])]
-        if baselines is not None:
-            parts.append(_float_values(baselines[metric]))
-        values = np.concatenate(parts)
+        values = _drawn_values(summary, baselines, metric)
         values = values[np.isfinite(values)]
         if len(values) == 0:
             continue
@@ -541,15 +546,10 @@ def _tradeoff_axes(
     """Return the x and y scales, covering patterns, candidates, baselines and limits."""
     axes = []
     for metric in metrics:
-        parts = [
-            _float_values(summary.patterns[metric]),
-            _float_values(summary.candidates[metric]),
-        ]
-        if baselines is not None:
-            parts.append(_float_values(baselines[metric]))
+        values = _drawn_values(summary, baselines, metric)
         if metric in limits:
-            parts.append(np.array([limits[metric]]))
-        axes.append(_axis_scale(metric, np.concatenate(parts)))
+            values = np.append(values, limits[metric])
+        axes.append(_axis_scale(metric, values))
     return axes[0], axes[1]
 
 

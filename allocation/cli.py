@@ -37,8 +37,8 @@ _NO_TELEMETRY = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
 }
-# Prefect waits 20 s by default for its temporary server, which a loaded 2-core machine
-# can exceed; a slow start is better than a failed sweep.
+# Prefect waits 20 s by default for its temporary server, and a loaded 2-core machine
+# can take longer. A slow start is better than a failed sweep.
 _PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 _QUIET_PREFECT = {
     "PREFECT_LOGGING_LEVEL": "CRITICAL",

@@ -64,6 +64,7 @@ from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.pricing import check_cost_array
 
 __all__ = [
+    "LIMIT_METRICS",
     "CostItem",
     "CostLine",
     "LatencyItem",
@@ -86,11 +87,12 @@ __all__ = [
 TRANSFER_PART = "transfer"
 """Name of the latency part spent moving data between devices."""
 
-_LIMIT_METRICS = {
+LIMIT_METRICS = {
     "max_latency_s": "latency_s",
     "max_cost_usd": "cost_usd",
     "max_monthly_cost_usd": "monthly_cost_usd",
 }
+"""Metric that each limit of `Requirements` bounds."""
 _COST_METRICS = ("cost_usd", "monthly_cost_usd")
 _BEST = {
     "latency_s": "the fastest candidate",
@@ -695,9 +697,7 @@ def recommend(
     # Rule 1: limits.
     if limits:
         meets = {
-            name: [
-                _within(float(v), limit) for v in _float_column(candidates, _LIMIT_METRICS[name])
-            ]
+            name: [_within(float(v), limit) for v in _float_column(candidates, LIMIT_METRICS[name])]
             for name, limit in limits.items()
         }
         meets["all"] = [all(meets[name][i] for name in limits) for i in range(n)]
@@ -802,11 +802,11 @@ def _shortfalls(
     # A limit that no candidate meets on its own: the best candidate on its metric.
     alone = [name for name in limits if not any(meets[name])]
     for name in alone:
-        values = _float_column(candidates, _LIMIT_METRICS[name], required=True)
+        values = _float_column(candidates, LIMIT_METRICS[name], required=True)
         best = _smallest(values, _float_column(candidates, "latency_s"), list(range(n)))
         sentences.append(
             f"No candidate meets {_limit_setting(name, limits[name])}: "
-            f"{_BEST[_LIMIT_METRICS[name]]}, {labels[best]}, "
+            f"{_BEST[LIMIT_METRICS[name]]}, {labels[best]}, "
             f"{_value_verb(name, values[best], limits[name])}, "
             f"{_over(name, values[best], limits[name])}."
         )
@@ -820,11 +820,11 @@ def _shortfalls(
         rows = [i for i in range(n) if all(meets[other][i] for other in others)]
         if not rows:
             continue
-        values = _float_column(candidates, _LIMIT_METRICS[name], required=True)
+        values = _float_column(candidates, LIMIT_METRICS[name], required=True)
         best = _smallest(values, _float_column(candidates, "latency_s"), rows)
         within = _joined([_limit_setting(other, limits[other]) for other in others])
         sentences.append(
-            f"Among the candidates that meet {within}, {_BEST[_LIMIT_METRICS[name]]}, "
+            f"Among the candidates that meet {within}, {_BEST[LIMIT_METRICS[name]]}, "
             f"{labels[best]}, {_value_verb(name, values[best], limits[name])}, "
             f"{_over(name, values[best], limits[name])} {_limit_setting(name, limits[name])}."
         )
@@ -1081,7 +1081,7 @@ def _digits_apart(value: float, limit: float) -> int:
 
 def _limit_text(name: str, value: float) -> str:
     """Say a limit in words: "the latency limit of 2 s"."""
-    metric = _LIMIT_METRICS[name]
+    metric = LIMIT_METRICS[name]
     unit = {"cost_usd": "USD per run", "monthly_cost_usd": "USD per month"}.get(metric, "s")
     return f"{_LIMIT_NAMES[name]} of {_as_written(value)} {unit}"
 
@@ -1093,7 +1093,7 @@ def _limit_setting(name: str, value: float) -> str:
 
 
 def _value_verb(name: str, value: float, limit: float | None = None) -> str:
-    metric = _LIMIT_METRICS[name]
+    metric = LIMIT_METRICS[name]
     verb = "takes" if metric == "latency_s" else "costs"
     digits = 3 if limit is None else _digits_apart(value, limit)
     return f"{verb} {_quantity(metric, value, digits)}"

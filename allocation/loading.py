@@ -402,6 +402,15 @@ def _listed(names: Iterable[str], *, limit: int = 20) -> str:
     return text
 
 
+def comparison_key(name: str) -> str:
+    """Return the form in which two compared placements' names must differ.
+
+    Case and repeated spaces are ignored, because names that differ only so would read
+    as one in a report.
+    """
+    return " ".join(name.split()).casefold()
+
+
 def _check_comparisons(
     comparisons: list[Comparison], system: System, *, file: str | Path, field: str
 ) -> None:
@@ -417,7 +426,7 @@ def _check_comparisons(
     baselines = {f"all on {device_id}".casefold() for device_id in device_ids}
     for i, comparison in enumerate(comparisons):
         where = f"{field}[{i}]"
-        key = " ".join(comparison.name.split()).casefold()
+        key = comparison_key(comparison.name)
         if key in seen:
             raise InputError(
                 f"repeats the name of {field}[{seen[key]}] (names are compared ignoring case "

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocation.explain import LatencyItem, PairExplanation
+from allocation.explain import LIMIT_METRICS, LatencyItem, PairExplanation
 from allocation.model import SCORE_FIGURES
 from allocation.results import SweepSummary
 
@@ -162,7 +162,7 @@ def _metric_digits(summary: SweepSummary) -> dict[str, int]:
             values += [_float_or_none(v) for v in summary.baselines[name]]
         # A limit too, so that a value just over it never prints as the limit.
         limits = summary.requirements.limits if summary.requirements is not None else {}
-        values += [value for key, value in limits.items() if _LIMIT_METRICS[key] == name]
+        values += [value for key, value in limits.items() if LIMIT_METRICS[key] == name]
         digits[name] = _distinguishing_digits(v for v in values if v is not None)
     return digits
 
@@ -480,12 +480,6 @@ _ESTIMATION_NOTES = (
 
 # --- Recommendation and pairwise explanations ----------------------------------------
 
-_LIMIT_METRICS = {
-    "max_latency_s": "latency_s",
-    "max_cost_usd": "cost_usd",
-    "max_monthly_cost_usd": "monthly_cost_usd",
-}
-
 
 def _recommendation_section(summary: SweepSummary) -> str:
     recommendation = summary.recommendation
@@ -509,7 +503,7 @@ def _recommendation_section(summary: SweepSummary) -> str:
         labels = [str(label) for label in summary.candidates["label"]]
         rows = []
         for name, value in limits.items():
-            metric = _LIMIT_METRICS[name]
+            metric = LIMIT_METRICS[name]
             within = [
                 label for label, ok in zip(labels, recommendation.meets[name], strict=True) if ok
             ]
@@ -647,7 +641,7 @@ class _Column:
     rows: list[tuple[Decimal, Decimal, Decimal]]
     """Per changed item: its value under A, under B, and the difference."""
     rest: tuple[Decimal, Decimal]
-    """What the unchanged items add up to under A and under B (equal but for rounding)."""
+    """Sum of the unchanged items under A and under B (equal but for rounding)."""
 
     @property
     def difference(self) -> Decimal:

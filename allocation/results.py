@@ -283,6 +283,6 @@ class SweepSummary:
     charts: dict[str, str] = field(default_factory=dict)
     """File name to title of every chart written beside the report."""
     method: str = "exhaustive"
-    """How the front was found: "exhaustive" (every assignment) or "exact" (no enumeration)."""
+    """Method that found the front: "exhaustive" (every assignment) or "exact" (none)."""
     method_reason: str = ""
-    """Why that method was used, as a clause ("the space is smaller than ...")."""
+    """Reason for that method, as a clause ("the space is smaller than ...")."""

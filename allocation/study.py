@@ -14,7 +14,13 @@ from pydantic import ValidationError
 from allocation.catalog import CpuCatalog, load_cpu_catalog
 from allocation.compile import CompiledProblem, compile_problem
 from allocation.errors import InputError
-from allocation.loading import load_compare_file, load_system, load_workflow, resolve_comparisons
+from allocation.loading import (
+    comparison_key,
+    load_compare_file,
+    load_system,
+    load_workflow,
+    resolve_comparisons,
+)
 from allocation.model import Requirements, System, Workflow
 
 __all__ = ["CATALOG_ENV", "Study", "default_catalog_dir", "load_study"]
@@ -97,11 +103,9 @@ def load_study(
     comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
     if compare_path is not None:
         entries = load_compare_file(compare_path)
-        # Names are compared as the loader compares them within one file: ignoring case
-        # and repeated spaces, because such names would read as one in a report.
-        taken = {" ".join(name.split()).casefold() for name, _ in comparisons}
+        system_names = {comparison_key(name) for name, _ in comparisons}
         for i, entry in enumerate(entries):
-            if " ".join(entry.name.split()).casefold() in taken:
+            if comparison_key(entry.name) in system_names:
                 raise InputError(
                     "repeats the name of a placement under compare in the system file "
                     "(names are compared ignoring case and repeated spaces); give every "

@@ -43,6 +43,7 @@ from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
 from allocation.exact import EXACT_SAMPLE, choose_method, exact_front, sample_assignments
 from allocation.explain import (
+    LIMIT_METRICS,
     breakdown_tables,
 )
 from allocation.outputs import share_link, staged_output, write_json, write_parquet
@@ -360,12 +361,7 @@ def _build_charts(summary: SweepSummary) -> dict[str, Any]:
     recommended = summary.recommendation.label if summary.recommendation else None
     limits = {}
     if summary.requirements is not None:
-        names = {
-            "max_latency_s": "latency_s",
-            "max_cost_usd": "cost_usd",
-            "max_monthly_cost_usd": "monthly_cost_usd",
-        }
-        limits = {names[key]: value for key, value in summary.requirements.limits.items()}
+        limits = {LIMIT_METRICS[key]: value for key, value in summary.requirements.limits.items()}
     time_table, cost_table = breakdown_tables(summary.problem, summary.candidates)
     workflow, system = summary.problem.workflow_name, summary.problem.system_name
     return {

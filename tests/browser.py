@@ -77,7 +77,8 @@ def dump_dom(page: Path) -> str:
 def screenshot(page: Path, png: Path, *, width: int = 1280, height: int = 1600) -> Path:
     """Load `page` and save a screenshot of the window as `png`."""
     result = _run(page, f"--screenshot={png.resolve()}", f"--window-size={width},{height}")
-    assert result.returncode == 0 and png.is_file(), result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert png.is_file(), result.stderr[-2000:]
     return png
 
 

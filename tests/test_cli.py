@@ -283,5 +283,6 @@ def test_sweep_limits_compare_and_unknown_pair(tmp_path: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     result = run_cli(*common, "--explain", "A:Q", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "'Q'" in result.stderr and "A, B, C" in result.stderr
+    assert "'Q'" in result.stderr
+    assert "A, B, C" in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
