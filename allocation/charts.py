@@ -40,8 +40,10 @@ __all__ = [
     "breakdown_chart",
     "category_styles",
     "chart_axes",
+    "chart_png",
     "placement_chart",
     "tradeoff_chart",
+    "warm_up",
     "write_chart_html",
     "write_chart_png",
 ]
@@ -1434,15 +1436,34 @@ here uses either as an entry title.
 """
 
 
+def warm_up() -> None:
+    """Load vl-convert's JavaScript engine and bundle once, ahead of the first chart.
+
+    The first conversion in a process starts a JavaScript runtime and the first bundle
+    is built from vl-convert's sources, together about two seconds. vl-convert releases
+    the GIL while it works, so a thread can do this while Python code runs.
+    """
+    _javascript_bundle()
+    spec = {
+        "data": {"values": [{"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 1.0}]},
+        "mark": "point",
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative"},
+            "y": {"field": "y", "type": "quantitative"},
+        },
+    }
+    vl_convert.vegalite_to_png(spec, vl_version=_vegalite_version(), allowed_base_urls=[])
+
+
 def write_chart_html(
-    chart: alt.TopLevelMixin, path: str | Path, *, title: str | None = None
+    chart: alt.TopLevelMixin | dict[str, Any], path: str | Path, *, title: str | None = None
 ) -> None:
     """Write the chart as a self-contained HTML page that works offline.
 
     Parameters
     ----------
-    chart : altair chart
-        Any top-level Altair chart.
+    chart : altair chart or dict
+        Any top-level Altair chart, or its Vega-Lite specification.
     path : str or Path
         The file to write (UTF-8).
     title : str, optional
@@ -1456,7 +1477,7 @@ def write_chart_html(
     so text from the input files cannot end the script element. Vega draws text marks
     and titles as SVG text, and tooltips escape their text (`_EMBED_OPTIONS`).
     """
-    spec = chart.to_dict()
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
     page_title = title if title is not None else (_title_text(spec) or "Chart")
     parts = [
         "<!DOCTYPE html>\n",
@@ -1493,7 +1514,17 @@ def write_chart_png(chart: alt.TopLevelMixin, path: str | Path, *, scale: float 
     scale : float, optional
         Pixels per unit of the chart's layout; 2 doubles the width and height.
     """
-    png = vl_convert.vegalite_to_png(
-        chart.to_dict(), vl_version=_vegalite_version(), scale=scale, allowed_base_urls=[]
+    Path(path).write_bytes(chart_png(chart, scale=scale))
+
+
+def chart_png(chart: alt.TopLevelMixin | dict[str, Any], *, scale: float = 2) -> bytes:
+    """Return the chart (or its Vega-Lite specification) rendered as PNG bytes.
+
+    vl-convert releases the GIL while it renders, so a thread can render while
+    Python code runs; see `write_chart_png` for the parameters.
+    """
+    spec = chart if isinstance(chart, dict) else chart.to_dict()
+    png: bytes = vl_convert.vegalite_to_png(
+        spec, vl_version=_vegalite_version(), scale=scale, allowed_base_urls=[]
     )
-    Path(path).write_bytes(png)
+    return png

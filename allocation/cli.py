@@ -7,10 +7,12 @@ the value and what is expected), 1 for any other failure, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from allocation import __version__
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.errors import AllocationError, InputError
+from allocation.local_server import LocalServer
 from allocation.model import OBJECTIVES
 
 __all__ = ["main"]
@@ -289,25 +292,89 @@ def _sweep(args: argparse.Namespace) -> int:
     )
 
     _configure_prefect(args.verbose)
+    server = _start_local_server()
+    try:
+        outcome, elapsed_s = _run_sweep_flow(args, study, requirements, method, server)
+        _print_summary(outcome, study, elapsed_s)
+    finally:
+        if server is not None:
+            server.stop()
+    return EXIT_OK
+
+
+def _start_local_server() -> LocalServer | None:
+    """Start a temporary Prefect server unless one is configured (PREFECT_API_URL).
+
+    The server boots in its own process while this one loads the flow's modules and
+    warms the compiled code (`allocation.local_server`). In a process that has already
+    imported Prefect, such as a test with Prefect's test harness, the configured API URL
+    is read from Prefect's settings; otherwise from the environment first, so that the
+    server starts before Prefect's import, and from Prefect's settings (its profile)
+    right after, stopping the server again if a URL is configured there.
+    """
+    if os.environ.get("PREFECT_API_URL") or ("prefect" in sys.modules and _configured_api_url()):
+        return None
+    server = LocalServer()
+    server.start()
+    if _configured_api_url():
+        server.stop()
+        return None
+    # Processes this one starts reach the same server.
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
+
+
+def _configured_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def _run_sweep_flow(
+    args: argparse.Namespace,
+    study: Any,
+    requirements: dict[str, Any],
+    method: str,
+    server: LocalServer | None,
+) -> tuple[Any, float]:
+    """Warm up while the server starts, run the sweep flow; return it and its wall time."""
+    from allocation.charts import warm_up as warm_up_charts
+
+    # vl-convert releases the GIL, so its start overlaps the imports and the engine's.
+    charts_ready = threading.Thread(target=warm_up_charts, name="warm-up-charts", daemon=True)
+    charts_ready.start()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from allocation.exact import EXACT_SAMPLE
+    from allocation.sweep import warm_up
     from flows.sweep import sweep
 
+    kept = args.max_patterns if method == "exhaustive" else min(args.max_patterns, EXACT_SAMPLE)
+    space_size = study.problem.space_size
+    warm_up(study.problem, sample_fraction=1.0 if space_size <= kept else kept / space_size)
+    charts_ready.join()
+    settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if server is not None:
+        server.wait_until_ready()
+        settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+
     started = time.perf_counter()
-    outcome = sweep(
-        workflow_path=str(args.workflow),
-        system_path=str(args.system),
-        catalog_dir=None if args.catalog is None else str(args.catalog),
-        out_dir=None if args.out is None else str(args.out),
-        chunk_size=args.chunk_size,
-        max_patterns=args.max_patterns,
-        show_progress=True,
-        compare_path=None if args.compare is None else str(args.compare),
-        requirements={key: value for key, value in requirements.items() if value is not None},
-        explain=[f"{a}:{b}" for a, b in args.explain],
-        share_url=args.share_url,
-        method=args.method,
-    )
-    _print_summary(outcome, study, time.perf_counter() - started)
-    return EXIT_OK
+    with settings:
+        outcome = sweep(
+            workflow_path=str(args.workflow),
+            system_path=str(args.system),
+            catalog_dir=None if args.catalog is None else str(args.catalog),
+            out_dir=None if args.out is None else str(args.out),
+            chunk_size=args.chunk_size,
+            max_patterns=args.max_patterns,
+            show_progress=True,
+            compare_path=None if args.compare is None else str(args.compare),
+            requirements={key: value for key, value in requirements.items() if value is not None},
+            explain=[f"{a}:{b}" for a, b in args.explain],
+            share_url=args.share_url,
+            method=args.method,
+        )
+    return outcome, time.perf_counter() - started
 
 
 def _configure_prefect(verbose: bool) -> None:

@@ -46,8 +46,8 @@ def dataframe_to_arrow(table: pd.DataFrame) -> pa.Table:
             arrow_type = pa.float64()
         else:
             arrow_type = pa.string()
-        values = column.astype(object).where(column.notna(), None).tolist()
-        arrays.append(pa.array(values, type=arrow_type))
+        # from_pandas: NaN, None and pandas' NA become null, without a Python list.
+        arrays.append(pa.array(column, type=arrow_type, from_pandas=True))
         fields.append(pa.field(str(name), arrow_type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 

@@ -29,6 +29,7 @@ __all__ = [
     "sample_mask",
     "sweep_chunk",
     "sweep_in_process",
+    "warm_up",
 ]
 
 
@@ -177,3 +178,19 @@ def sweep_in_process(
         fronts.append(result.front)
         patterns.append(result.patterns)
     return merge_fronts(problem, fronts), Evaluation.concat(patterns, problem.n_stages)
+
+
+WARM_UP_ASSIGNMENTS = (1 << 15) + 1
+"""Assignments `warm_up` sweeps: enough to take every branch of the front filter."""
+
+
+def warm_up(problem: CompiledProblem, *, sample_fraction: float = 1.0) -> None:
+    """Sweep the first assignments of `problem` once and discard the result.
+
+    The compiled functions a sweep calls load from numba's disk cache (or compile) on
+    their first call, which takes about a second. Calling this while something else
+    waits, such as a server starting, keeps that second out of the sweep's own time.
+    """
+    sweep_chunk(
+        problem, 0, min(problem.space_size, WARM_UP_ASSIGNMENTS), sample_fraction=sample_fraction
+    )

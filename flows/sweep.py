@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -34,10 +35,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from allocation.charts import (
     breakdown_chart,
+    chart_png,
     placement_chart,
     tradeoff_chart,
     write_chart_html,
-    write_chart_png,
 )
 from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
@@ -247,40 +248,61 @@ def sweep(
     timings["tables_s"] = time.perf_counter() - mark
 
     # Write everything into a staging folder; publish; move into place.
-    with staged_output(target) as path_for:
+    with (
+        staged_output(target) as path_for,
+        # vl-convert and Parquet's encoder release the GIL: threads render the PNGs and
+        # write the tables while this one writes the chart pages and publishes.
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="outputs") as pool,
+    ):
         mark = time.perf_counter()
+        # Altair validated these specifications in the tests; skip it here.
+        specs = {
+            name: chart.to_dict(validate=False) for name, chart in _build_charts(summary).items()
+        }
+        pngs = {name: pool.submit(chart_png, spec) for name, spec in specs.items()}
         front_columns = [c for c in candidates.columns if c not in ("label", "placement")]
-        write_parquet(candidates[front_columns], path_for("front.parquet"))
-        write_parquet(patterns_table, path_for("patterns.parquet"))
-        timings["write_parquet_s"] = time.perf_counter() - mark
+        tables_written = pool.submit(
+            _write_tables,
+            {
+                path_for("front.parquet"): candidates[front_columns],
+                path_for("patterns.parquet"): patterns_table,
+            },
+        )
+        for png_name, spec in specs.items():
+            write_chart_html(spec, path_for(png_name.removesuffix(".png") + ".html"))
+        charts_s = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        workflow, system = problem.workflow_name, problem.system_name
+        create_table_artifact(
+            key=artifact_key("candidates", workflow, system),
+            table=candidates_artifact_rows(summary),
+            description=f"Pareto-front candidates of {workflow} on {system}",
+        )
+        artifacts_s = time.perf_counter() - mark
 
         mark = time.perf_counter()
         embeds = []
-        for png_name, chart in _build_charts(summary).items():
-            html_name = png_name.removesuffix(".png") + ".html"
-            write_chart_html(chart, path_for(html_name))
-            write_chart_png(chart, path_for(png_name))
+        for png_name, spec in specs.items():
+            png = pngs[png_name].result()
+            path_for(png_name).write_bytes(png)
             embeds.append(
-                ChartEmbed(
-                    file_name=png_name,
-                    spec=chart.to_dict(),
-                    png=path_for(png_name).read_bytes(),
-                    alt=summary.charts[png_name],
-                )
+                ChartEmbed(file_name=png_name, spec=spec, png=png, alt=summary.charts[png_name])
             )
-        timings["charts_s"] = time.perf_counter() - mark
+        timings["charts_s"] = charts_s + time.perf_counter() - mark
+        timings["write_parquet_s"] = tables_written.result()
 
         timings["total_s"] = time.perf_counter() - started
         report_md = render_report_md(summary)
         path_for("report.md").write_text(report_md, "utf-8")
-        title = f"Allocation of {problem.workflow_name} on {problem.system_name}"
+        title = f"Allocation of {workflow} on {system}"
         path_for("report.html").write_text(
             render_report_html(report_md, title=title, charts=embeds), "utf-8"
         )
 
         mark = time.perf_counter()
-        _publish_artifacts(summary, report_md, embeds, report_link)
-        timings["artifacts_s"] = time.perf_counter() - mark
+        _publish_reports(summary, report_md, embeds, report_link)
+        timings["artifacts_s"] = artifacts_s + time.perf_counter() - mark
 
         write_json(_run_metadata(study, summary, chunks, size, timings), path_for("run.json"))
         files = [
@@ -356,6 +378,14 @@ def _estimate_chunks(
     return front, pattern_parts, merge_s
 
 
+def _write_tables(tables: dict[Path, Any]) -> float:
+    """Write each table to its Parquet file; return the time taken."""
+    started = time.perf_counter()
+    for path, table in tables.items():
+        write_parquet(table, path)
+    return time.perf_counter() - started
+
+
 def _build_charts(summary: SweepSummary) -> dict[str, Any]:
     """Build the charts of `allocation.summary.CHART_FILES`, by PNG file name."""
     recommended = summary.recommendation.label if summary.recommendation else None
@@ -376,15 +406,11 @@ def _build_charts(summary: SweepSummary) -> dict[str, Any]:
     }
 
 
-def _publish_artifacts(
+def _publish_reports(
     summary: SweepSummary, report_md: str, embeds: list[ChartEmbed], report_link: str | None
 ) -> None:
+    """Publish the summary, the report and the link artifacts (the candidates go first)."""
     workflow, system = summary.problem.workflow_name, summary.problem.system_name
-    create_table_artifact(
-        key=artifact_key("candidates", workflow, system),
-        table=candidates_artifact_rows(summary),
-        description=f"Pareto-front candidates of {workflow} on {system}",
-    )
     trade_off = next(embed for embed in embeds if embed.file_name == "chart.png")
     data_uri = "data:image/png;base64," + base64.b64encode(trade_off.png).decode("ascii")
     create_markdown_artifact(

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import CATALOGS, REPO
+from tests.processes import processes_with_env
 
 OBJECT_DETECTION = CATALOGS / "workflows" / "object-detection.yaml"
 EDGE_CLOUD = CATALOGS / "systems" / "edge-cloud.yaml"
@@ -137,6 +138,8 @@ def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
     assert all("as_of" in row for row in pricing["price_rows"])
     assert "Prices used" in (out / "report.md").read_text()
     assert not [p for p in tmp_path.joinpath("results").iterdir() if p.name.startswith(".")]
+    # The temporary Prefect server the command started is gone with it.
+    assert processes_with_env("PREFECT_HOME", env["PREFECT_HOME"]) == []
 
 
 def test_readme_names_two_commands() -> None:

@@ -1,0 +1,182 @@
+"""A temporary Prefect server on 127.0.0.1 that boots while the sweep prepares.
+
+Without PREFECT_API_URL, Prefect starts its own temporary server the first time a flow
+needs one: it imports its server code into the calling process (seconds of CPU) and only
+then starts the server process, which takes several seconds more to answer. `allocation
+sweep` instead starts ``prefect server start`` in a child process as soon as the inputs
+are valid, and loads its own modules and warms its compiled code while that server
+boots. The flow then reaches the server through PREFECT_API_URL, as it would reach a
+server the user runs.
+
+The server keeps Prefect's own database (PREFECT_HOME), listens on 127.0.0.1 only, serves
+no UI, sends no analytics and runs neither the scheduler nor the late-runs service, so it
+never starts or marks runs of the user's deployments. It stops when the sweep ends, and
+on Linux also when the sweep's process is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import IO
+
+from allocation.errors import AllocationError
+
+HOST = "127.0.0.1"
+
+STARTUP_TIMEOUT_S = 120.0
+"""Time the server gets to answer its health check. A first start migrates a new database."""
+
+STOP_TIMEOUT_S = 10.0
+"""Time the server gets to exit after SIGTERM before it is killed."""
+
+_POLL_S = 0.05
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to send SIGTERM to this process when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _no_proxy(env: dict[str, str]) -> str:
+    """Add the loopback names to NO_PROXY, so that no configured proxy sees the calls."""
+    names = [n for n in env.get("NO_PROXY", "").split(",") if n]
+    return ",".join([*names, HOST, "localhost"])
+
+
+class LocalServer:
+    """``prefect server start`` in a child process on 127.0.0.1 and a free port.
+
+    `start` returns at once; `wait_until_ready` blocks until the server answers.
+    Use it as a context manager to stop it in every case.
+    """
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.api_url = f"http://{HOST}:{self.port}/api"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server process without waiting for it."""
+        env = os.environ.copy()
+        env.pop("PREFECT_API_URL", None)
+        env.update(
+            {
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_UI_ENABLED": "false",
+                "NO_PROXY": _no_proxy(env),
+            }
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--no-ui",
+            "--analytics-off",
+            "--no-scheduler",
+            "--no-late-runs",
+        ]
+        # Kept open for the life of the server; closed in stop().
+        self._log = tempfile.TemporaryFile(prefix="allocation-prefect-server-")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C in the terminal reaches the sweep, which then
+            # stops the server after its own clean-up.
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+    def wait_until_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+        """Block until the server answers its health check.
+
+        Raises
+        ------
+        AllocationError
+            When the server exits or does not answer within `timeout_s`; the message
+            ends with the server's last output.
+        """
+        assert self._process is not None, "start() first"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with opener.open(f"{self.api_url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if self._process.poll() is not None:
+                break
+            time.sleep(_POLL_S)
+        status = self._process.poll()
+        self.stop()
+        reason = (
+            f"exited with status {status}"
+            if status is not None
+            else f"did not answer on {self.api_url} within {timeout_s:.0f} s"
+        )
+        raise AllocationError(
+            f"Prefect's temporary server {reason}; run again, or start a server with "
+            "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL "
+            f"(docs/guide.md). Its output: {self._output_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after `STOP_TIMEOUT_S`."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _output_tail(self, n_chars: int = 2000) -> str:
+        if self._log is None:
+            return "(none)"
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", errors="replace").strip()
+        return text[-n_chars:] or "(none)"
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
