@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import CATALOGS, REPO
-from tests.processes import processes_with_env
 
 OBJECT_DETECTION = CATALOGS / "workflows" / "object-detection.yaml"
 EDGE_CLOUD = CATALOGS / "systems" / "edge-cloud.yaml"
@@ -88,58 +86,6 @@ def test_sweep_unknown_provider_lists_installed(tmp_path: Path) -> None:
     installed = result.stderr.split("installed providers: ")[1]
     assert "aws-lambda" in installed
     assert "flat" in installed
-
-
-def test_sweep_object_detection_end_to_end(tmp_path: Path) -> None:
-    """One real run in Prefect's embedded mode, as the README's first command does."""
-    env = {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": ""}
-    result = run_cli(
-        "sweep",
-        str(OBJECT_DETECTION),
-        str(EDGE_CLOUD),
-        "--catalog",
-        str(CATALOGS),
-        cwd=tmp_path,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "Pareto front" in result.stdout
-
-    out = tmp_path / "results" / "object-detection--edge-cloud"
-    for name in (
-        "front.parquet",
-        "patterns.parquet",
-        "report.md",
-        "chart.html",
-        "chart.png",
-        "run.json",
-    ):
-        assert (out / name).is_file(), name
-    front = pq.read_table(out / "front.parquet").to_pandas()
-    assert list(front.columns[:7]) == [
-        "latency_s",
-        "cost_usd",
-        "comm_s",
-        "upload_bytes",
-        "download_bytes",
-        "monthly_cost_usd",
-        "equivalent_count",
-    ]
-    assert len(pq.read_table(out / "patterns.parquet")) == 128
-    run = json.loads((out / "run.json").read_text())
-    assert run["counts"]["space_size"] == 128
-    assert run["inputs"]["workflow"]["sha256"]
-    assert run["inputs"]["cpu_catalog"]["sha256"]
-    pricing = run["pricing"]["cloud"]
-    assert pricing["provider"] == "aws-lambda"
-    assert pricing["prices_sha256"]
-    assert {row["dimension"] for row in pricing["price_rows"]} >= {"duration", "requests"}
-    assert all("as_of" in row for row in pricing["price_rows"])
-    assert "Prices used" in (out / "report.md").read_text()
-    assert not [p for p in tmp_path.joinpath("results").iterdir() if p.name.startswith(".")]
-    # The temporary Prefect server the command started is gone with it.
-    assert processes_with_env("PREFECT_HOME", env["PREFECT_HOME"]) == []
 
 
 def test_readme_names_two_commands() -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from allocation.cli import build_parser
 from tests.conftest import REPO
+from tests.processes import processes_with_env
 
 README = REPO / "README.md"
 README_JA = REPO / "README.ja.md"
@@ -231,6 +232,8 @@ def _fresh_environment(copy: Path) -> dict[str, str]:
             # take about a second, and offline mode keeps the run off the network.
             "UV_OFFLINE": "1",
             "PREFECT_HOME": str(copy / ".prefect"),
+            # Finds the processes the commands leave behind (tests/processes.py).
+            "ALLOCATION_TEST_MARK": str(copy),
         }
     )
     return env
@@ -276,6 +279,8 @@ def test_quick_start_runs_in_fresh_copy(tmp_path: Path) -> None:
 
     assert (copy / ".venv").is_dir()
     _check_quick_start_outputs(copy)
+    # The temporary Prefect server the sweep started is gone with it.
+    assert processes_with_env("ALLOCATION_TEST_MARK", env["ALLOCATION_TEST_MARK"]) == []
 
 
 def _check_quick_start_outputs(copy: Path) -> None:
@@ -298,3 +303,22 @@ def _check_quick_start_outputs(copy: Path) -> None:
     stages = [name for name in front.column_names if name.startswith("at_")]
     assert len(stages) == int(count_match.group(2))
     assert len(pq.read_table(out / "patterns.parquet")) == run["counts"]["space_size"]
+    assert front.column_names[:7] == [
+        "latency_s",
+        "cost_usd",
+        "comm_s",
+        "upload_bytes",
+        "download_bytes",
+        "monthly_cost_usd",
+        "equivalent_count",
+    ]
+    assert run["inputs"]["workflow"]["sha256"]
+    assert run["inputs"]["cpu_catalog"]["sha256"]
+    pricing = run["pricing"]["cloud"]
+    assert pricing["provider"] == "aws-lambda"
+    assert pricing["prices_sha256"]
+    assert {row["dimension"] for row in pricing["price_rows"]} >= {"duration", "requests"}
+    assert all("as_of" in row for row in pricing["price_rows"])
+    assert "Prices used" in (out / "report.md").read_text(encoding="utf-8")
+    # Nothing is left of the staging folder.
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
