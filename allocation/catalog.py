@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from allocation.errors import InputError
+from allocation.loading import MAX_CATALOG_FILE_BYTES, read_input_bytes
 from allocation.model import SCORE_FIGURES, InlineCpu
 
 __all__ = [
@@ -196,11 +197,17 @@ def load_cpu_catalog(path: str | Path) -> CpuCatalog:
         raise InputError(
             "CPU catalog not found; pass --catalog DIR with a cpus.parquet in it", file=path
         )
+    data = read_input_bytes(
+        path, max_bytes=MAX_CATALOG_FILE_BYTES, hint="a CPU catalog is normally kilobytes"
+    )
     try:
-        data = path.read_bytes()
         table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"is not a readable Parquet file: {exc}", file=path) from exc
+        raise InputError(
+            f"is not a readable Parquet file ({exc}); rebuild the catalog with "
+            "`python -m allocation.catalog_build` or restore the file",
+            file=path,
+        ) from exc
 
     missing = [column for column in CPU_COLUMNS if column not in table.column_names]
     if missing:
@@ -284,11 +291,15 @@ def load_cpu_aliases(path: str | Path, cpu_names: list[str]) -> tuple[tuple[CpuA
         or appears twice. The message names the line and column.
     """
     path = Path(path)
+    data = read_input_bytes(
+        path, max_bytes=MAX_CATALOG_FILE_BYTES, hint="an alias file is normally kilobytes"
+    )
     try:
-        data = path.read_bytes()
         text = data.decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot be read as a UTF-8 CSV file: {exc}", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not valid UTF-8 (byte {exc.start}); save the file as UTF-8", file=path
+        ) from exc
 
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

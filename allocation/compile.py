@@ -22,12 +22,24 @@ from allocation.model import InlineCpu, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, create_provider
 
 __all__ = [
+    "MAX_SCALED_TIME_S",
     "CompiledProblem",
     "PricedDevice",
     "compile_problem",
     "device_cores_of",
     "resolve_cpu",
 ]
+
+MAX_SCALED_TIME_S = 1e12
+"""Largest stage or transfer time accepted once scaled, in seconds (about 31,700 years).
+
+A larger time comes from a slip in ``time_s``, ``bytes``, ``bandwidth_mbps`` or a CPU
+figure. A workflow has at most 10,000 stages and 1,000,000 edges, so the bound keeps
+latencies and usage sums below 1e19 s, far from float overflow.
+
+NOTE: a provider rate near the largest float can still make a cost infinite, which the
+sweep reports as a provider error (exit status 1).
+"""
 
 
 @dataclass(frozen=True)
@@ -298,12 +310,16 @@ def _stage_times(
                     field=f"devices[{d}].cpu",
                 )
             time_s = stage.time_s * ref_work / (per_core * min(stage.threads, device_cores[d]))
-            if not math.isfinite(time_s):
+            if not time_s <= MAX_SCALED_TIME_S:  # also true for NaN
                 raise InputError(
-                    f"stage {stage.id!r} on device {device.id!r} scales to {time_s} s, "
-                    "which is not a finite number; check time_s and the CPU figures",
+                    f"stage {stage.id!r} on device {device.id!r} scales to {time_s:.6g} s, "
+                    f"more than the {MAX_SCALED_TIME_S:.0e} s accepted; check time_s here, "
+                    f"the {stage.score} figure of measured_on ({reference.name!r}) and that "
+                    f"of the CPU of devices[{d}] in {system_file} ({cpu.name!r})",
                     file=workflow_file,
                     field=f"stages[{s}].time_s",
+                    value=stage.time_s,
+                    has_value=True,
                 )
             times[s, d] = time_s
     return times
@@ -324,11 +340,13 @@ def _transfer_times(
     s_per_byte = np.full((n_devices, n_devices), np.nan)
     np.fill_diagonal(latency_s, 0.0)
     np.fill_diagonal(s_per_byte, 0.0)
-    for link in system.links:
-        a, b = (device_index[i] for i in link.between)
+    link_index = np.full((n_devices, n_devices), -1)
+    for number, link in enumerate(system.links):
+        a, b = (device_index[device_id] for device_id in link.between)
         for x, y in ((a, b), (b, a)):
             latency_s[x, y] = link.latency_ms / 1000.0
             s_per_byte[x, y] = 8.0 / (link.bandwidth_mbps * 1e6)
+            link_index[x, y] = number
 
     n_edges = len(edge_source)
     transfer = np.zeros((n_edges, n_devices, n_devices))
@@ -350,13 +368,16 @@ def _transfer_times(
                         field="links",
                     )
                 value = latency_s[a, b] + workflow.edges[e].bytes * s_per_byte[a, b]
-                if not math.isfinite(value):
+                if not value <= MAX_SCALED_TIME_S:  # also true for NaN
+                    edge = workflow.edges[e]
+                    link_number = int(link_index[a, b])
                     raise InputError(
-                        f"edge {workflow.edges[e].source} -> {workflow.edges[e].target} "
-                        "takes a transfer time that is not finite; check bytes and "
-                        "bandwidth_mbps",
+                        f"edge {edge.source} -> {edge.target} ({edge.bytes} bytes) takes "
+                        f"{value:.6g} s over this link, more than the {MAX_SCALED_TIME_S:.0e} s "
+                        "accepted; check bandwidth_mbps and latency_ms here and the bytes "
+                        "of the edge",
                         file=system_file,
-                        field="links",
+                        field=f"links[{link_number}]",
                     )
                 transfer[e, a, b] = value
     return transfer

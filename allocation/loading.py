@@ -32,20 +32,32 @@ from allocation.model import (
 )
 
 __all__ = [
+    "MAX_CATALOG_FILE_BYTES",
     "MAX_FILE_BYTES",
     "check_pair",
     "load_compare_file",
     "load_system",
     "load_workflow",
     "read_document",
+    "read_input_bytes",
     "resolve_comparisons",
 ]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
-"""Largest workflow or system file read; real models are a few kilobytes."""
+"""Largest workflow, system or compare file read; real models are a few kilobytes."""
+
+MAX_CATALOG_FILE_BYTES = 64 * 1024 * 1024
+"""Largest catalog file read (``cpus.parquet``, a price table, ``cpu-aliases.csv``).
+
+The shipped catalog files are under 32 KB each, so the limit leaves room for catalogs of
+many thousand rows and still stops a wrong file from being read into memory whole.
+"""
 
 _MAX_VALUES = 2_000_000
 """Largest number of values a document may expand to (YAML aliases can multiply them)."""
+
+_MAX_DEPTH = 100
+"""Deepest nesting of lists and mappings read; the file formats need fewer than ten."""
 
 _UNION_TAGS = {"cpu-name", "cpu-inline"}
 
@@ -76,7 +88,27 @@ class _SafeLoader(yaml.SafeLoader):
 
     PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent, so
     ``1e-3`` would be read as a string; YAML 1.2 and JSON read it as a number.
+
+    It also rejects nesting deeper than `_MAX_DEPTH`: PyYAML builds nodes recursively, and
+    thousands of nested brackets would otherwise exhaust Python's stack.
     """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose one node, counting how deep it is nested."""
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"lists and mappings nest deeper than {_MAX_DEPTH} levels; check the brackets",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_unique_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> Any:
@@ -141,17 +173,11 @@ def read_document(path: str | Path) -> Any:
         raise InputError("file not found; check the path", file=path)
     if path.is_dir():
         raise InputError("is a directory; expected a YAML or JSON file", file=path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(
-                f"file is {size} bytes, larger than the {MAX_FILE_BYTES} bytes accepted; "
-                "a workflow or system file is normally a few kilobytes",
-                file=path,
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot be read: {exc.strerror or exc}", file=path) from exc
+    raw = read_input_bytes(
+        path,
+        max_bytes=MAX_FILE_BYTES,
+        hint="a workflow, system or compare file is normally a few kilobytes",
+    )
 
     try:
         text = raw.decode("utf-8-sig")
@@ -167,6 +193,12 @@ def read_document(path: str | Path) -> Any:
             document = json.loads(text, parse_constant=_reject_constant)
         else:
             document = yaml.load(text, Loader=_SafeLoader)
+    except RecursionError as exc:
+        # Only the JSON decoder gets here: the YAML loader stops at _MAX_DEPTH levels.
+        raise InputError(
+            "is not valid JSON: lists and mappings nest too deeply to be read; check the brackets",
+            file=path,
+        ) from exc
     except json.JSONDecodeError as exc:
         raise InputError(
             f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=path
@@ -181,8 +213,40 @@ def read_document(path: str | Path) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"is not valid YAML: {problem}{where}", file=path) from exc
 
+    if document is None:
+        raise InputError(
+            "contains no data (only comments, blank lines or null); expected a YAML or "
+            "JSON document",
+            file=path,
+        )
     _check_size(document, path)
     return document
+
+
+def read_input_bytes(path: str | Path, *, max_bytes: int, hint: str) -> bytes:
+    """Read an input file whole, after checking its size against `max_bytes`.
+
+    The size is checked before reading, so an oversized file costs no memory. `hint`
+    ends the message with what size the file is expected to have.
+
+    Raises
+    ------
+    InputError
+        When the file is larger than `max_bytes` or cannot be read.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(
+                f"file is {size:,} bytes, larger than the {max_bytes:,} bytes "
+                f"({max_bytes / 2**20:g} MiB) accepted; check that this is the right file, "
+                f"because {hint}",
+                file=path,
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot be read: {exc.strerror or exc}", file=path) from exc
 
 
 def load_workflow(path: str | Path) -> Workflow:
@@ -501,7 +565,11 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
 
     if kind == "missing":
         parent = _field_path(loc[:-1])
-        return InputError(f"missing required field {loc[-1]!r}", file=path, field=parent or None)
+        return InputError(
+            f"missing required field {loc[-1]!r}; add it (see docs/guide.md, section 2)",
+            file=path,
+            field=parent or None,
+        )
     if kind == "extra_forbidden":
         name = str(loc[-1])
         return InputError(
@@ -561,23 +629,38 @@ def _did_you_mean(name: str, candidates: Iterable[str], *, style: str = "clause"
 
 
 def _check_size(document: Any, path: str | Path) -> None:
-    # Counts values as a walk would visit them, so aliases that repeat a subtree are
-    # counted every time they appear (the expansion a validator would have to do).
-    budget = _MAX_VALUES
-    stack = [document]
+    """Raise unless the document expands to at most `_MAX_VALUES` values.
+
+    Values are counted as a walk would visit them, so a subtree that aliases repeat is
+    counted every time it appears (the expansion a validator would have to do). The count
+    of each shared subtree is computed once, so a "billion laughs" document is rejected
+    in time proportional to its size on disk, not to its expansion.
+    """
+    too_many = (
+        f"expands to more than {_MAX_VALUES} values (through YAML anchors and aliases, or "
+        "sheer size); a workflow or system has far fewer, so remove the repeated aliases"
+    )
+    counts: dict[int, int] = {}
+    open_containers: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(document, False)]
     while stack:
-        item = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise InputError(
-                f"expands to more than {_MAX_VALUES} values (through YAML anchors and "
-                "aliases, or sheer size); a workflow or system has far fewer",
-                file=path,
-            )
-        if isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        item, children_counted = stack.pop()
+        if not isinstance(item, Mapping | list) or id(item) in counts:
+            continue
+        children = list(item.values()) if isinstance(item, Mapping) else item
+        if not children_counted:
+            if id(item) in open_containers:
+                # An alias inside the value it names: the expansion has no end.
+                raise InputError(too_many, file=path)
+            open_containers.add(id(item))
+            stack.append((item, True))
+            stack.extend((child, False) for child in children)
+            continue
+        total = 1 + sum(counts.get(id(child), 1) for child in children)
+        if total > _MAX_VALUES:
+            raise InputError(too_many, file=path)
+        counts[id(item)] = total
+        open_containers.discard(id(item))
 
 
 def _reject_constant(name: str) -> Any:

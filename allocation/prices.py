@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from allocation.errors import InputError
+from allocation.loading import MAX_CATALOG_FILE_BYTES, read_input_bytes
 
 __all__ = [
     "ALL_REGIONS",
@@ -308,11 +309,17 @@ def load_price_table(path: str | Path) -> PriceTable:
             "point the provider's `prices` option at one",
             file=path,
         )
+    data = read_input_bytes(
+        path, max_bytes=MAX_CATALOG_FILE_BYTES, hint="a price table is normally kilobytes"
+    )
     try:
-        data = path.read_bytes()
         table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"is not a readable Parquet file: {exc}", file=path) from exc
+        raise InputError(
+            f"is not a readable Parquet file ({exc}); rebuild the table with "
+            "`python -m allocation.price_build` or restore the file",
+            file=path,
+        ) from exc
 
     missing = [column for column in PRICE_COLUMNS if column not in table.column_names]
     if missing:
