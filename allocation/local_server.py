@@ -2,21 +2,24 @@
 
 Without PREFECT_API_URL, Prefect starts its own temporary server the first time a flow
 needs one: it imports its server code into the calling process (seconds of CPU) and only
-then starts the server process, which takes several seconds more to answer. `allocation
-sweep` instead starts ``prefect server start`` in a child process as soon as the inputs
-are valid, and loads its own modules and warms its compiled code while that server
-boots. The flow then reaches the server through PREFECT_API_URL, as it would reach a
-server the user runs.
+then starts the server process, which takes several seconds more to respond. `allocation
+sweep` instead starts the same server process as soon as the inputs are valid, without
+importing the server code, and loads its own modules and warms its compiled code while
+that server boots. The flow then reaches the server through PREFECT_API_URL, as it
+would reach a server the user runs.
 
-The server keeps Prefect's own database (PREFECT_HOME), listens on 127.0.0.1 only, serves
-no UI, sends no analytics and runs neither the scheduler nor the late-runs service, so it
-never starts or marks runs of the user's deployments. It stops when the sweep ends, and
-on Linux also when the sweep's process is killed.
+The server is the one Prefect's embedded mode runs: Prefect's application factory under
+uvicorn, marked as a temporary server, so that it keeps Prefect's own database
+(PREFECT_HOME) and runs only the services a temporary server runs (no scheduler, so it
+never starts runs of the user's deployments). It listens on 127.0.0.1 only, serves no
+UI and sends no analytics. It stops when the sweep ends, and on Linux also when the
+sweep's process is killed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
@@ -26,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import IO
 
 from allocation.errors import AllocationError
@@ -33,7 +37,9 @@ from allocation.errors import AllocationError
 HOST = "127.0.0.1"
 
 STARTUP_TIMEOUT_S = 120.0
-"""Time the server gets to answer its health check. A first start migrates a new database."""
+"""Time the server gets to pass its health check, unless
+PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS says otherwise. A first start migrates
+a new database."""
 
 STOP_TIMEOUT_S = 10.0
 """Time the server gets to exit after SIGTERM before it is killed."""
@@ -52,6 +58,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+def _startup_timeout_s() -> float:
+    text = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return STARTUP_TIMEOUT_S
+    return value if value > 0 else STARTUP_TIMEOUT_S
+
+
+def _prefect_parent_dir() -> Path:
+    """Return the folder that holds the installed `prefect` package."""
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or spec.origin is None:
+        raise AllocationError("Prefect is not installed; run `uv sync` in the project")
+    return Path(spec.origin).parent.parent
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
@@ -65,9 +88,9 @@ def _no_proxy(env: dict[str, str]) -> str:
 
 
 class LocalServer:
-    """``prefect server start`` in a child process on 127.0.0.1 and a free port.
+    """Prefect's temporary server in a child process on 127.0.0.1 and a free port.
 
-    `start` returns at once; `wait_until_ready` blocks until the server answers.
+    `start` returns at once; `wait_until_ready` blocks until the server passes its health check.
     Use it as a context manager to stop it in every case.
     """
 
@@ -89,20 +112,24 @@ class LocalServer:
                 "NO_PROXY": _no_proxy(env),
             }
         )
+        # The command and settings of Prefect's own temporary server
+        # (prefect.server.api.server.SubprocessASGIServer), found without importing
+        # Prefect's server code.
+        env.update({"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
         command = [
             sys.executable,
             "-m",
-            "prefect",
-            "server",
-            "start",
+            "uvicorn",
+            "--app-dir",
+            str(_prefect_parent_dir()),
+            "--factory",
+            "prefect.server.api.server:create_app",
             "--host",
             HOST,
             "--port",
             str(self.port),
-            "--no-ui",
-            "--analytics-off",
-            "--no-scheduler",
-            "--no-late-runs",
+            "--log-level",
+            "error",
         ]
         # Kept open for the life of the server; closed in stop().
         self._log = tempfile.TemporaryFile(prefix="allocation-prefect-server-")  # noqa: SIM115
@@ -118,16 +145,18 @@ class LocalServer:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
-    def wait_until_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-        """Block until the server answers its health check.
+    def wait_until_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the server passes its health check.
 
         Raises
         ------
         AllocationError
-            When the server exits or does not answer within `timeout_s`; the message
+            When the server exits or does not respond within `timeout_s`; the message
             ends with the server's last output.
         """
         assert self._process is not None, "start() first"
+        if timeout_s is None:
+            timeout_s = _startup_timeout_s()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -145,7 +174,7 @@ class LocalServer:
         reason = (
             f"exited with status {status}"
             if status is not None
-            else f"did not answer on {self.api_url} within {timeout_s:.0f} s"
+            else f"timed out: no response on {self.api_url} within {timeout_s:.0f} s"
         )
         raise AllocationError(
             f"Prefect's temporary server {reason}; run again, or start a server with "
