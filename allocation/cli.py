@@ -299,6 +299,7 @@ def _sweep(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+            os.environ.pop("PREFECT_API_URL", None)
     return EXIT_OK
 
 
@@ -319,7 +320,7 @@ def _start_local_server() -> LocalServer | None:
     if _configured_api_url():
         server.stop()
         return None
-    # Processes this one starts reach the same server.
+    # Processes this one starts reach the same server; _sweep removes it again.
     os.environ["PREFECT_API_URL"] = server.api_url
     return server
 
