@@ -122,12 +122,14 @@ def checked_output_folder(out_dir: Path, *, given: bool = True) -> Iterator[Path
             value=str(out_dir),
             has_value=True,
         )
+    created: list[Path] = []
     try:
         created = _make_folders(out_dir)
         handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=out_dir)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
+        _remove_empty(created)
         if exc.errno in _LOCATION_ERRORS:
             raise InputError(
                 f"cannot create files in this folder: {_cause(exc)}; give a folder you "
@@ -312,8 +314,15 @@ def _make_folders(folder: Path) -> list[Path]:
     while not current.exists() and current != current.parent:
         missing.append(current)
         current = current.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
+    created: list[Path] = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
+    except OSError:
+        _remove_empty(created)
+        raise
+    return created
 
 
 def _remove_empty(folders: list[Path]) -> None:
