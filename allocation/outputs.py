@@ -1,8 +1,8 @@
 """Write a sweep's files into its output folder, all or nothing.
 
 Every file is first written into a hidden staging folder inside the output folder, so
-on the same file system. Only when all of them are complete are they renamed into
-place, after the files of an earlier run with the same names are set aside; if a
+on the same file system. When all of them are complete, the files of an earlier run
+with the same names are set aside and the new files are renamed into place. If a
 rename fails, the earlier files are put back. A failure at any point leaves the output
 folder with the complete set of files it had before. Renames replace a symbolic link
 left in the output folder instead of writing through it.
@@ -45,8 +45,8 @@ __all__ = [
 ]
 
 MAX_NAME_BYTES = 255
-"""Longest file or folder name, in bytes, that common file systems accept (ext4, XFS,
-APFS, NTFS in UTF-16 units)."""
+"""Maximum length of a file or folder name, in bytes, on common file systems (ext4, XFS,
+APFS; NTFS counts 255 UTF-16 units)."""
 
 STAGING_PREFIX = ".staging-"
 
@@ -75,7 +75,7 @@ def default_out_dir(workflow: str, system: str) -> Path:
         When ``<workflow>--<system>`` is not a plain folder name: it contains a path
         separator or NUL, consists of dots only, or is longer than `MAX_NAME_BYTES`.
         The loaders accept only ids of letters, digits, ``_``, ``.`` and ``-``, so in
-        practice only two long ids fail, and the message asks for ``--out``.
+        practice only two long ids fail. The message requests ``--out``.
     """
     name = f"{workflow}--{system}"
     if any(character in name for character in "/\\\0") or set(name) <= {"."}:
@@ -100,8 +100,8 @@ def checked_output_folder(out_dir: Path, *, given: bool = True) -> Iterator[Path
 
     Run this before a sweep starts, around it: when the block raises, the folders
     created here are removed again if they are still empty, so a failed sweep leaves
-    no empty output folder behind. `given` tells whether the user named the folder
-    with ``--out`` or it is the default; the messages say which.
+    no empty output folder behind. `given` is True when the user named the folder
+    with ``--out`` and False for the default folder, which the messages then name.
 
     Raises
     ------
@@ -230,7 +230,7 @@ def staged_output(out_dir: Path) -> Iterator[Callable[[str], Path]]:
         yield path_for
         _move_into_place(staging, out_dir, names)
     except _EarlierFilesStranded:
-        # The staging folder holds the only copy of some earlier files: keep it.
+        # The staging folder contains the only copy of some earlier files, so keep it.
         raise
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)

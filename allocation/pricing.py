@@ -24,6 +24,7 @@ import contextvars
 import json
 import math
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -222,7 +223,7 @@ class ProviderOrigin:
         return f"pricing provider {self.name!r} ({self.target} from package {self.package})"
 
     def fault_hint(self) -> str:
-        """Return the sentence that tells the user the fault is not in their input."""
+        """Return the sentence that puts the fault on the provider, not the input files."""
         return (
             "This is a fault of the provider, not of the input files: report it to the "
             f"maintainers of {self.package}, or uninstall that package"
@@ -299,7 +300,7 @@ def create_provider(
         options.
     ProviderError
         When the provider cannot be imported, implements another API version, fails or
-        times out while it is built; the message names the entry point and its package.
+        times out while it is built. The message names the entry point and its package.
     """
     provider, _ = _create(name, options, context, provider_timeout_s())
     return provider
@@ -391,7 +392,7 @@ def _run_with_time_limit(function: Callable[[], _T], timeout_s: float | None) ->
     """Return ``function()``, run in a daemon thread, waiting at most `timeout_s` seconds.
 
     Python cannot stop a thread, so a call that times out keeps running in the
-    background. The thread is a daemon, so it does not keep the process alive.
+    background. Its thread is a daemon, so it does not keep the process alive.
 
     Raises
     ------
@@ -400,25 +401,75 @@ def _run_with_time_limit(function: Callable[[], _T], timeout_s: float | None) ->
     """
     if timeout_s is None:
         return function()
-    outcome: list[tuple[bool, Any]] = []
-    finished = threading.Event()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            outcome.append((True, context.run(function)))
-        except BaseException as exc:
-            outcome.append((False, exc))
-        finally:
-            finished.set()
-
-    threading.Thread(target=run, name="allocation-provider-call", daemon=True).start()
-    if not finished.wait(timeout_s):
+    call = _Call(contextvars.copy_context(), function)
+    worker = _workers.take()
+    worker.jobs.put(call)
+    if not call.finished.wait(timeout_s):
+        # The worker stays busy with the call, so it is not returned for reuse.
         raise _CallTimedOut
-    succeeded, value = outcome[0]
-    if not succeeded:
-        raise value
-    return cast(_T, value)
+    _workers.give_back(worker)
+    if call.error is not None:
+        raise call.error
+    return cast(_T, call.result)
+
+
+class _Call:
+    """One function call handed to a `_CallWorker`, with its outcome."""
+
+    def __init__(self, context: contextvars.Context, function: Callable[[], Any]) -> None:
+        self.context = context
+        self.function = function
+        self.finished = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _CallWorker:
+    """A daemon thread that runs `_Call` objects one after the other.
+
+    Workers are kept between calls, because starting a thread for each call costs
+    about twice as much as handing a call to a waiting one.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="allocation-provider-call", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call = self.jobs.get()
+            try:
+                call.result = call.context.run(call.function)
+            except BaseException as exc:
+                call.error = exc
+            finally:
+                call.finished.set()
+
+
+class _IdleWorkers:
+    """The workers waiting for a call, shared by every guarded provider."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every worker, as a child process created by fork has none of the threads."""
+        self._lock = threading.Lock()
+        self._idle: list[_CallWorker] = []
+
+    def take(self) -> _CallWorker:
+        """Return an idle worker, or a new one."""
+        with self._lock:
+            return self._idle.pop() if self._idle else _CallWorker()
+
+    def give_back(self, worker: _CallWorker) -> None:
+        """Keep `worker` for the next call."""
+        with self._lock:
+            self._idle.append(worker)
+
+
+_workers = _IdleWorkers()
+os.register_at_fork(after_in_child=_workers.reset)
 
 
 class GuardedProvider:

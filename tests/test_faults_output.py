@@ -1,7 +1,7 @@
 """Writing the outputs fails cleanly: the cause and the path, and no half-written set.
 
 `staged_output` is run directly with real files; a flow run adds nothing to what it
-writes. Each test says how its failure is made: a real file-size limit
+writes. Each test's docstring states how its failure is made: a real file-size limit
 (``RLIMIT_FSIZE``, the kernel's EFBIG) in a subprocess, a read-only folder by chmod
 (skipped as root, who may write anyway), or an OSError raised at the write or rename
 call. The checks of the output folder before a sweep run through the command line in

@@ -350,7 +350,7 @@ def test_flow_hang_exit_1_keeps_outputs(
 ) -> None:
     """A real flow run through the command line: the hang ends the sweep with exit 1.
 
-    The output folder holds files of an earlier run; they stay as they were.
+    The output folder contains files of an earlier run, which must stay as they were.
     """
     workflow, system = write_inputs(tmp_path, "fault-hangs")
     out = tmp_path / "out"
@@ -363,7 +363,7 @@ def test_flow_hang_exit_1_keeps_outputs(
     )
 
     # In this process Prefect's logging was set up before the command line could quiet
-    # it, so the log of the failed task may come first; the command's message is last.
+    # it, so the log of the failed task may come first. The command's message is last.
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 1, last_line
     assert last_line.startswith(f"error: {expected_origin('fault-hangs')} did not return from")
