@@ -427,8 +427,8 @@ class _Call:
 class _CallWorker:
     """A daemon thread that runs `_Call` objects one after the other.
 
-    Workers are kept between calls, because starting a thread for each call costs
-    about twice as much as handing a call to a waiting one.
+    Workers are kept between calls, because starting a thread costs more than handing
+    a call to a waiting one, and the exact method makes hundreds of calls.
     """
 
     def __init__(self) -> None:
