@@ -86,7 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="output folder (default: results/<workflow>--<system>)",
+        help="output folder (default: results/<workflow>--<system>); the files of an "
+        "earlier run there are replaced only once every new file is written",
+    )
+    sweep.add_argument(
+        "--provider-timeout-s",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        # The default is allocation.pricing's; that module is not imported here, because
+        # it loads NumPy and the help should come up fast.
+        help="time limit of one call to a pricing provider, in seconds; a provider that "
+        "takes longer fails the sweep with exit status 1 (default: "
+        "$ALLOCATION_PROVIDER_TIMEOUT_S or 60; 0 turns the limit off)",
     )
     sweep.add_argument(
         "--chunk-size",
@@ -214,6 +226,16 @@ def _pair(text: str) -> tuple[str, str]:
     return labels
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -259,8 +281,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from allocation.pricing import provider_time_limit
+
+    # The limit applies to the providers loaded inside the block: here and in the flow.
+    if args.provider_timeout_s is None:
+        return _sweep_within_limits(args)
+    with provider_time_limit(args.provider_timeout_s):
+        return _sweep_within_limits(args)
+
+
+def _sweep_within_limits(args: argparse.Namespace) -> int:
     from allocation.exact import choose_method
-    from allocation.outputs import share_link
+    from allocation.outputs import checked_output_folder, default_out_dir, share_link
     from allocation.study import load_study
 
     # Validate before starting Prefect: bad input fails in milliseconds, writes nothing.
@@ -279,27 +311,27 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     share_link(args.share_url, "report.html")
     method, method_reason = choose_method(study.problem, args.method)
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise InputError(
-            "--out names an existing file; give a folder for the outputs", file=args.out
-        )
+    out_dir = args.out
+    if out_dir is None:
+        out_dir = default_out_dir(study.problem.workflow_name, study.problem.system_name)
     space_size = study.problem.space_size
-    print(
-        f"{study.problem.workflow_name} on {study.problem.system_name}: "
-        f"{space_size:,} assignments, {method} method ({method_reason}); "
-        "starting the Prefect flow",
-        file=sys.stderr,
-    )
 
-    _configure_prefect(args.verbose)
-    server = _start_local_server()
-    try:
-        outcome, elapsed_s = _run_sweep_flow(args, study, requirements, method, server)
-        _print_summary(outcome, study, elapsed_s)
-    finally:
-        if server is not None:
-            server.stop()
-            os.environ.pop("PREFECT_API_URL", None)
+    with checked_output_folder(out_dir, given=args.out is not None):
+        print(
+            f"{study.problem.workflow_name} on {study.problem.system_name}: "
+            f"{space_size:,} assignments, {method} method ({method_reason}); "
+            "starting the Prefect flow",
+            file=sys.stderr,
+        )
+        _configure_prefect(args.verbose)
+        server = _start_local_server()
+        try:
+            outcome, elapsed_s = _run_sweep_flow(args, study, requirements, method, out_dir, server)
+        finally:
+            if server is not None:
+                server.stop()
+                os.environ.pop("PREFECT_API_URL", None)
+    _print_summary(outcome, study, elapsed_s)
     return EXIT_OK
 
 
@@ -336,6 +368,7 @@ def _run_sweep_flow(
     study: Any,
     requirements: dict[str, Any],
     method: str,
+    out_dir: Path,
     server: LocalServer | None,
 ) -> tuple[Any, float]:
     """Warm up while the server starts, run the sweep flow; return it and its wall time."""
@@ -365,7 +398,7 @@ def _run_sweep_flow(
             workflow_path=str(args.workflow),
             system_path=str(args.system),
             catalog_dir=None if args.catalog is None else str(args.catalog),
-            out_dir=None if args.out is None else str(args.out),
+            out_dir=str(out_dir),
             chunk_size=args.chunk_size,
             max_patterns=args.max_patterns,
             show_progress=True,

@@ -19,7 +19,7 @@ from allocation.catalog import Cpu, CpuCatalog
 from allocation.errors import InputError
 from allocation.loading import check_pair
 from allocation.model import InlineCpu, System, Workflow
-from allocation.pricing import PricingContext, PricingProvider, create_provider
+from allocation.pricing import PricingContext, PricingProvider, load_provider
 
 __all__ = [
     "MAX_SCALED_TIME_S",
@@ -162,7 +162,7 @@ def compile_problem(
             catalog_dir=catalog_dir,
             runs_per_month=system.runs_per_month,
         )
-        provider = create_provider(device.pricing.provider, device.pricing.options, context)
+        provider = load_provider(device.pricing.provider, device.pricing.options, context)
         priced.append(PricedDevice(d, device.id, device.pricing.provider, provider))
     provider_of = {p.index: p.provider for p in priced}
 

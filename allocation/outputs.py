@@ -1,12 +1,21 @@
 """Write a sweep's files into its output folder, all or nothing.
 
-Every file is first written into a hidden staging folder beside the output folder; only
-when all of them are complete are they moved into place, each with an atomic rename. A
-failure before that point leaves the output folder as it was.
+Every file is first written into a hidden staging folder inside the output folder, so
+on the same file system. When all of them are complete, the files of an earlier run
+with the same names are set aside and the new files are renamed into place. If a
+rename fails, the earlier files are put back. A failure at any point leaves the output
+folder with the complete set of files it had before. Renames replace a symbolic link
+left in the output folder instead of writing through it.
+
+`checked_output_folder` runs before a sweep starts, so that an output folder that
+cannot be written fails at once, as the user's mistake (`InputError`, exit status 2).
+A failure while the outputs are written, such as a full disk, is an `AllocationError`
+(exit status 1).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -24,7 +33,121 @@ import pyarrow.parquet as pq
 
 from allocation.errors import AllocationError, InputError
 
-__all__ = ["dataframe_to_arrow", "share_link", "staged_output", "write_json", "write_parquet"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "checked_output_folder",
+    "dataframe_to_arrow",
+    "default_out_dir",
+    "share_link",
+    "staged_output",
+    "write_json",
+    "write_parquet",
+]
+
+MAX_NAME_BYTES = 255
+"""Maximum length of a file or folder name, in bytes, on common file systems (ext4, XFS,
+APFS; NTFS counts 255 UTF-16 units)."""
+
+STAGING_PREFIX = ".staging-"
+
+# Errors that mean the location itself cannot hold the outputs: the user has to give
+# another one. Anything else (a full disk, an I/O error) is a failure of the machine.
+_LOCATION_ERRORS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.EINVAL,
+    errno.ENOENT,
+}
+
+
+def default_out_dir(workflow: str, system: str) -> Path:
+    """Return the default output folder, ``results/<workflow>--<system>``.
+
+    Raises
+    ------
+    InputError
+        When ``<workflow>--<system>`` is not a plain folder name: it contains a path
+        separator or NUL, consists of dots only, or is longer than `MAX_NAME_BYTES`.
+        The loaders accept only ids of letters, digits, ``_``, ``.`` and ``-``, so in
+        practice only two long ids fail. The message requests ``--out``.
+    """
+    name = f"{workflow}--{system}"
+    if any(character in name for character in "/\\\0") or set(name) <= {"."}:
+        problem = "is not a plain folder name"
+    elif len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = f"is {len(name.encode('utf-8'))} bytes long, over {MAX_NAME_BYTES}"
+    else:
+        return Path("results") / name
+    raise InputError(
+        f"the default output folder name results/<workflow>--<system> {problem}; "
+        "give an output folder with --out",
+        file="command line",
+        field="--out",
+        value=name,
+        has_value=True,
+    )
+
+
+@contextmanager
+def checked_output_folder(out_dir: Path, *, given: bool = True) -> Iterator[Path]:
+    """Create `out_dir` if needed and check that files can be created in it.
+
+    Run this before a sweep starts, around it: when the block raises, the folders
+    created here are removed again if they are still empty, so a failed sweep leaves
+    no empty output folder behind. `given` is True when the user named the folder
+    with ``--out`` and False for the default folder, which the messages then name.
+
+    Raises
+    ------
+    InputError
+        When `out_dir` or a parent is a file, or the folder cannot be created or
+        written (permissions, read-only file system, name too long): the user must
+        give another folder.
+    AllocationError
+        For other failures, such as a full disk or an I/O error.
+    """
+    out_dir = Path(out_dir)
+    field = "--out" if given else "--out (not given, so the default folder)"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(
+            "names an existing file; give a folder for the outputs",
+            file="command line",
+            field=field,
+            value=str(out_dir),
+            has_value=True,
+        )
+    created: list[Path] = []
+    try:
+        created = _make_folders(out_dir)
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        _remove_empty(created)
+        if exc.errno in _LOCATION_ERRORS:
+            raise InputError(
+                f"cannot create files in this folder: {_cause(exc)}; give a folder you "
+                "can write to",
+                file="command line",
+                field=field,
+                value=str(out_dir),
+                has_value=True,
+            ) from exc
+        raise AllocationError(
+            f"cannot create files in the output folder {out_dir}: {_cause(exc)}"
+        ) from exc
+
+    try:
+        yield out_dir
+    except BaseException:
+        _remove_empty(created)
+        raise
 
 
 def dataframe_to_arrow(table: pd.DataFrame) -> pa.Table:
@@ -72,28 +195,32 @@ def write_json(data: Any, path: Path) -> None:
 def staged_output(out_dir: Path) -> Iterator[Callable[[str], Path]]:
     """Stage files for `out_dir` and move them in when the block succeeds.
 
-    Yields a function that returns the staging path for a file name. On an exception
-    the staging folder is removed and `out_dir` is left untouched.
+    Yields a function that returns the staging path for a file name. When the block
+    succeeds, the staged files replace the files of the same names in `out_dir`, all
+    or none of them. When it raises, the staging folder is removed and `out_dir` keeps
+    the files it had; a folder created here is removed again if it is empty.
 
     Raises
     ------
     AllocationError
-        When the output folder cannot be created or written.
+        When the output folder cannot be created or written, or a file cannot be
+        written into the staging folder (a full disk, permissions, an I/O error). The
+        message gives the path and the cause.
     """
     out_dir = Path(out_dir)
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+        created = _make_folders(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     except OSError as exc:
         raise AllocationError(
-            f"cannot create the output folder {out_dir}: {exc.strerror or exc}; "
+            f"cannot create the output folder {out_dir}: {_cause(exc)}; "
             "choose another folder with --out"
         ) from exc
 
     names: list[str] = []
 
     def path_for(name: str) -> Path:
-        if "/" in name or "\\" in name or name in {"", ".", ".."}:
+        if any(c in name for c in "/\\\0") or name in {"", ".", ".."} or name.startswith("."):
             raise ValueError(f"output file name {name!r} must be a plain file name")
         if name not in names:
             names.append(name)
@@ -101,16 +228,117 @@ def staged_output(out_dir: Path) -> Iterator[Callable[[str], Path]]:
 
     try:
         yield path_for
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _move_into_place(staging, out_dir, names)
+    except _EarlierFilesStranded:
+        # The staging folder contains the only copy of some earlier files, so keep it.
+        raise
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
+        if not isinstance(exc, OSError):
+            raise
+        what = exc.filename or f"the outputs into {out_dir}"
+        raise AllocationError(
+            f"cannot write {what}: {_cause(exc)}; {out_dir} keeps the files it had. "
+            "Free some space, fix the permissions or choose another folder with --out"
+        ) from exc
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+class _EarlierFilesStranded(AllocationError):
+    """A rename into the output folder failed, and so did putting the earlier files back."""
+
+
+def _move_into_place(staging: Path, out_dir: Path, names: list[str]) -> None:
+    """Rename the staged files into `out_dir`, all or none of them.
+
+    The files they replace are first renamed into ``staging/.previous``, and deleted
+    with the staging folder after the last rename. When a rename fails, the files
+    are put back and the error propagates.
+
+    Raises
+    ------
+    _EarlierFilesStranded
+        When putting the earlier files back fails too; they stay in the staging folder.
+    """
+    previous = staging / ".previous"
+    previous.mkdir()
+    set_aside: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in names:
+            target = out_dir / name
+            if target.is_dir() and not target.is_symlink():
+                raise AllocationError(
+                    f"cannot write {target}: a folder of that name is in the way; move "
+                    "it, or choose another folder with --out"
+                )
+            if os.path.lexists(target):
+                os.replace(target, previous / name)
+                set_aside.append(name)
         for name in names:
             os.replace(staging / name, out_dir / name)
-    except OSError as exc:
-        raise AllocationError(
-            f"cannot write the outputs into {out_dir}: {exc.strerror or exc}; "
-            "check free space and permissions, or choose another folder with --out"
+            placed.append(name)
+    except BaseException as exc:
+        if _put_back(staging, out_dir, previous, set_aside, placed):
+            raise
+        cause = _cause(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        raise _EarlierFilesStranded(
+            f"cannot write the outputs into {out_dir}: {cause}. The files of the earlier "
+            f"run could not all be put back either: they are in {previous}"
         ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _put_back(
+    staging: Path, out_dir: Path, previous: Path, set_aside: list[str], placed: list[str]
+) -> bool:
+    """Undo `_move_into_place`; return whether every file went back."""
+    restored = True
+    for name in placed:
+        try:
+            os.replace(out_dir / name, staging / name)
+        except OSError:
+            restored = False
+    for name in set_aside:
+        try:
+            os.replace(previous / name, out_dir / name)
+        except OSError:
+            restored = False
+    return restored
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; return the ones created, outermost first."""
+    missing = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    created: list[Path] = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
+    except OSError:
+        _remove_empty(created)
+        raise
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the given folders, innermost first, as long as they are empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _cause(exc: OSError) -> str:
+    """Return the reason of an OSError in words, with its errno name."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno)} ({errno.errorcode.get(exc.errno, exc.errno)})"
 
 
 _SHAREABLE_SCHEMES = ("http://", "https://", "file://")

@@ -1,10 +1,12 @@
 """Markup in names from the input files is shown as text in every output of a flow run.
 
-The workflow description, a stage name, the CPU names and the name of a compared
-placement all carry an HTML payload that would run a script if any output rendered it
-as markup. The sweep runs as a real Prefect flow. Headless Chromium loads the HTML pages
-offline and must also draw their charts. The artifacts are read back through the
-Prefect client.
+The workflow description, the stage names, the CPU names and the name of a compared
+placement carry HTML payloads that would run a script if any output rendered them as
+markup: an image with an ``onerror`` handler and a ``<script>`` element. The script
+element would also end an embedded Vega-Lite specification early if it were written
+into a ``<script>`` block unescaped. The sweep runs as a real Prefect flow. Headless
+Chromium loads the HTML pages offline and must also draw their charts. The artifacts
+are read back through the Prefect client.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from tests.conftest import CATALOGS
 
 PAYLOAD = "<img src=x onerror=alert(1)>"
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+SCRIPT = "<script>alert(1)</script>"
+SCRIPT_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 WORKFLOW = f"""\
 workflow: hostile
-description: "{PAYLOAD} description"
+description: "{PAYLOAD} description {SCRIPT}"
 measured_on: {{name: "{PAYLOAD} reference", cores: 4, single_thread: 2000}}
 stages:
   - {{id: cam, name: "{PAYLOAD} camera", time_s: 0.1, pin: edge}}
-  - {{id: infer, name: "{PAYLOAD} inference", time_s: 1.5}}
-  - {{id: show, time_s: 0.01, pin: edge}}
+  - {{id: infer, name: "{PAYLOAD} inference {SCRIPT}", time_s: 1.5}}
+  - {{id: show, name: "{SCRIPT}", time_s: 0.01, pin: edge}}
 edges:
   - {{from: cam, to: infer, bytes: 600000}}
   - {{from: infer, to: show, bytes: 1000}}
@@ -68,23 +72,29 @@ def outputs(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_markdown_report_escapes_names(outputs: Path) -> None:
     report = (outputs / "report.md").read_text()
     assert "<img" not in report
+    assert "<script" not in report
     for where in ("description", "camera", "edge cpu", "current design"):
         assert f"{ESCAPED} {where}" in report
+    assert SCRIPT_ESCAPED in report
 
 
 @pytest.mark.parametrize("name", HTML_FILES)
 def test_html_source_has_no_raw_payload(outputs: Path, name: str) -> None:
     # In the embedded chart specifications the payload is JSON with "<" as \u003c.
-    assert PAYLOAD not in (outputs / name).read_text()
+    source = (outputs / name).read_text()
+    assert PAYLOAD not in source
+    assert SCRIPT not in source
+    assert "alert(1)</script>" not in source
 
 
 class ElementCollector(HTMLParser):
-    """Collect every element's tag and attributes, and the text outside scripts."""
+    """Collect every element's tag and attributes, the text outside scripts, and scripts."""
 
     def __init__(self) -> None:
         super().__init__()
         self.elements: list[tuple[str, dict[str, str | None]]] = []
         self.text: list[str] = []
+        self.scripts: list[str] = []
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -96,7 +106,9 @@ class ElementCollector(HTMLParser):
             self._in_script = False
 
     def handle_data(self, data: str) -> None:
-        if not self._in_script:
+        if self._in_script:
+            self.scripts.append(data)
+        else:
             self.text.append(data)
 
 
@@ -104,15 +116,20 @@ class ElementCollector(HTMLParser):
 def test_html_page_shows_payload_as_text(outputs: Path, name: str) -> None:
     collector = ElementCollector()
     collector.feed(dump_dom(outputs / name))
-    # No element created from the payload: every img left is a chart fallback.
+    # No element created from the payload: every img left is a chart fallback, and
+    # no script element runs the payload's code (the chart specifications contain
+    # the payload as JSON text).
     for tag, attributes in collector.elements:
         assert "onerror" not in attributes, (tag, attributes)
         if tag == "img":
             assert (attributes.get("src") or "").startswith("data:image/png;base64,")
+    assert "alert(1)" not in [script.strip() for script in collector.scripts]
     # The payload is shown as text: in SVG text, table cells or paragraphs. The
     # breakdown chart shows labels and device ids only, so no free text at all.
+    text = "".join(collector.text)
     if name != "breakdown.html":
-        assert PAYLOAD in "".join(collector.text)
+        assert PAYLOAD in text
+        assert SCRIPT in text
 
 
 def test_artifacts_escape_names(outputs: Path) -> None:
@@ -130,9 +147,14 @@ def test_artifacts_escape_names(outputs: Path) -> None:
         assert artifacts, kind
         markdown = str(artifacts[0].data)
         assert "<img" not in markdown, kind
+        assert "<script" not in markdown, kind
         assert ESCAPED in markdown, kind
+    report = asyncio.run(read(artifact_key("report", "hostile", "hostile-system")))
+    assert SCRIPT_ESCAPED in str(report[0].data)
     tables = asyncio.run(read(artifact_key("candidates", "hostile", "hostile-system")))
-    assert tables and "<img" not in str(tables[0].data)
+    assert tables
+    assert "<img" not in str(tables[0].data)
+    assert "<script" not in str(tables[0].data)
 
 
 @pytest.mark.parametrize(("name", "charts"), [("report.html", 3), ("chart.html", 1)])
