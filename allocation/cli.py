@@ -201,7 +201,71 @@ def build_parser() -> argparse.ArgumentParser:
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
     )
     add_catalog_commands(commands)
+    _add_schedule_commands(commands)
     return parser
+
+
+def _add_schedule_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``reevaluate`` and ``serve``, which sweep the studies of a studies file."""
+    reevaluate = commands.add_parser(
+        "reevaluate",
+        help="sweep again the studies of a studies file whose inputs changed",
+        description="Run the Prefect flow `reevaluate` once: for every study of the studies "
+        "file, compare the hashes of its inputs (workflow, system, the CPU rows and price "
+        "rows it uses, the provider and sweep options) with those of its last evaluation "
+        "in OUT/state.json; sweep the changed studies into OUT/<study>/ and write diff.md "
+        "there. See docs/scheduling.md.",
+    )
+    reevaluate.add_argument("studies", type=Path, help="studies file (YAML or JSON)")
+    _add_out_option(reevaluate)
+    reevaluate.add_argument(
+        "--force", action="store_true", help="sweep every study, changed or not"
+    )
+    reevaluate.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's logs and tracebacks"
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the reevaluate flow on a schedule (needs a Prefect server)",
+        description="Create a deployment of the flow `reevaluate` for a studies file with a "
+        "cron schedule, and run its scheduled runs in this process until interrupted "
+        "(Prefect's flow.serve). PREFECT_API_URL must name a running Prefect server, such as "
+        "http://127.0.0.1:4200/api. See docs/scheduling.md.",
+    )
+    serve.add_argument("studies", type=Path, help="studies file (YAML or JSON)")
+    serve.add_argument(
+        "--cron",
+        required=True,
+        metavar="EXPR",
+        help='cron expression of the schedule, five fields, such as "0 6 * * *" (06:00 daily)',
+    )
+    serve.add_argument(
+        "--timezone",
+        default="UTC",
+        metavar="TZ",
+        help="IANA time zone of the cron expression, such as Asia/Tokyo (default: UTC)",
+    )
+    serve.add_argument(
+        "--name",
+        default="reevaluate-studies",
+        metavar="NAME",
+        help="deployment name (default: reevaluate-studies)",
+    )
+    _add_out_option(serve)
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="show Prefect's logs and tracebacks"
+    )
+
+
+def _add_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="folder of state.json and of one output folder per study (default: results)",
+    )
 
 
 def _limit(text: str) -> float:
@@ -255,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "catalog":
             return run_catalog_command(args)
+        if args.command == "reevaluate":
+            return _reevaluate(args)
+        if args.command == "serve":
+            return _serve(args)
         return _validate(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -333,6 +401,108 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
                 os.environ.pop("PREFECT_API_URL", None)
     _print_summary(outcome, study, elapsed_s)
     return EXIT_OK
+
+
+def _reevaluate(args: argparse.Namespace) -> int:
+    from allocation.studies import load_studies
+
+    # Validate before starting Prefect: bad input fails fast and writes nothing.
+    studies = load_studies(args.studies)
+    _check_out_folder(args.out)
+    print(
+        f"{args.studies}: {_count(len(studies.studies), 'study')}; starting the Prefect flow",
+        file=sys.stderr,
+    )
+    _configure_prefect(args.verbose)
+    server = _start_local_server()
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        from flows.reevaluate import reevaluate
+
+        settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if server is not None:
+            server.wait_until_ready()
+            settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+        with settings:
+            outcome = reevaluate(str(args.studies), str(args.out), force=args.force)
+    finally:
+        if server is not None:
+            server.stop()
+    for status in outcome.studies:
+        diff = f"; changes in {status.diff_path}" if status.diff_path else ""
+        print(f"{status.name}: {status.status}, recommended {status.recommended}{diff}")
+    print(f"Swept {_count(outcome.sweeps_run, 'study')}; state in {outcome.state_path}")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    deployment = build_served_deployment(args)
+    from prefect import serve
+
+    print(
+        f"Serving deployment reevaluate/{deployment.name}: cron {args.cron!r} "
+        f"({args.timezone}), studies {args.studies}; press Ctrl+C to stop",
+        file=sys.stderr,
+    )
+    serve(deployment)
+    return EXIT_OK
+
+
+def build_served_deployment(args: argparse.Namespace) -> Any:
+    """Check the arguments of ``allocation serve`` and build its deployment, unserved.
+
+    Raises
+    ------
+    InputError
+        For an invalid studies file, cron expression or time zone, or when no Prefect
+        server is configured.
+    """
+    from pydantic import ValidationError
+
+    from allocation.studies import load_studies
+
+    load_studies(args.studies)
+    _check_out_folder(args.out)
+    if not args.name.strip():
+        raise InputError("is empty; give a deployment name", file="command line", field="--name")
+    _configure_prefect(args.verbose)
+    from flows.reevaluate import build_deployment
+
+    try:
+        deployment = build_deployment(
+            args.studies, cron=args.cron, timezone=args.timezone, out_dir=args.out, name=args.name
+        )
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        option = "--timezone" if "timezone" in error["loc"] else "--cron"
+        expected = (
+            "an IANA time zone such as UTC or Asia/Tokyo"
+            if option == "--timezone"
+            else "a cron expression of five fields (minute hour day month weekday), such as "
+            '"0 6 * * *" for 06:00 every day'
+        )
+        raise InputError(
+            f"expected {expected}",
+            file="command line",
+            field=option,
+            value=args.timezone if option == "--timezone" else args.cron,
+            has_value=True,
+        ) from None
+    if not (os.environ.get("PREFECT_API_URL") or _configured_api_url()):
+        raise InputError(
+            "is not set: serving a schedule needs a running Prefect server. Start one with "
+            "`uv run prefect server start --host 127.0.0.1` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (docs/scheduling.md)",
+            file="environment",
+            field="PREFECT_API_URL",
+        )
+    return deployment
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("--out names an existing file; give a folder for the outputs", file=out)
 
 
 def _start_local_server() -> LocalServer | None:

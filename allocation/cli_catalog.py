@@ -22,7 +22,18 @@ from allocation.errors import AllocationError
 if TYPE_CHECKING:
     from allocation.catalog import Cpu, CpuCatalog
 
-__all__ = ["add_catalog_commands", "run_catalog_command"]
+__all__ = [
+    "PRICES_UPDATED_EVENT",
+    "add_catalog_commands",
+    "catalog_resource",
+    "run_catalog_command",
+]
+
+PRICES_UPDATED_EVENT = "allocation.prices.updated"
+"""Prefect event sent by ``catalog import-prices --emit-event`` when rows changed."""
+
+_EVENT_CHANGE_LINES = 50
+"""Change sentences carried in the event's payload; the count gives the rest."""
 
 _FIGURE_COLUMNS = ("single_thread", "cpu_mark", "integer_math", "floating_point_math")
 _SOURCE_WIDTH = 60
@@ -87,6 +98,41 @@ def add_catalog_commands(commands: argparse._SubParsersAction) -> None:
     import_prices.add_argument(
         "--dry-run", action="store_true", help="report what would change and write nothing"
     )
+    import_prices.add_argument(
+        "--emit-event",
+        action="store_true",
+        help=f"after rows changed, send the Prefect event {PRICES_UPDATED_EVENT} to the server "
+        "named by PREFECT_API_URL, so that a deployment trigger can re-evaluate the studies "
+        "(docs/scheduling.md)",
+    )
+
+    refresh = actions.add_parser(
+        "refresh-prices",
+        help="update prices.parquet from a pricing provider's public price source",
+        description="Update the rows of prices.parquet that a pricing provider reads, from "
+        "its public price source, for providers that offer it (docs/providers.md). For "
+        "aws-lambda the sources are AWS Price List offer files (AWSLambda, AWSDataTransfer). "
+        "Only URLs given with --source are downloaded; paths are read offline.",
+    )
+    refresh.add_argument("provider", metavar="PROVIDER", help="pricing provider name")
+    refresh.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        required=True,
+        metavar="PATH_OR_URL",
+        help="a price source of the provider, as a path or an http(s) URL; repeat for more",
+    )
+    _add_catalog_option(refresh)
+    refresh.add_argument(
+        "--dry-run", action="store_true", help="report what would change and write nothing"
+    )
+    refresh.add_argument(
+        "--emit-event",
+        action="store_true",
+        help=f"after rows changed, send the Prefect event {PRICES_UPDATED_EVENT} (as "
+        "import-prices --emit-event does)",
+    )
 
 
 def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +155,11 @@ def run_catalog_command(args: argparse.Namespace) -> int:
         return _list_cpus(catalog_dir, search=args.search, as_json=args.json)
     if args.catalog_command == "import-cpus":
         return _import_cpus(args.csv, catalog_dir, dry_run=args.dry_run)
-    return _import_prices(args.offer, catalog_dir, dry_run=args.dry_run)
+    if args.catalog_command == "refresh-prices":
+        return _refresh_prices(args, catalog_dir)
+    return _import_prices(
+        args.offer, catalog_dir, dry_run=args.dry_run, emit=getattr(args, "emit_event", False)
+    )
 
 
 def _list_cpus(catalog_dir: Path, *, search: str | None, as_json: bool) -> int:
@@ -230,7 +280,9 @@ def _import_cpus(csv_path: Path, catalog_dir: Path, *, dry_run: bool) -> int:
     return 0
 
 
-def _import_prices(offer_path: Path, catalog_dir: Path, *, dry_run: bool) -> int:
+def _import_prices(offer_path: Path, catalog_dir: Path, *, dry_run: bool, emit: bool) -> int:
+    if emit and not dry_run:
+        _check_event_destination()
     try:
         from allocation.price_import import import_aws_offer
     except ModuleNotFoundError as exc:
@@ -249,4 +301,114 @@ def _import_prices(offer_path: Path, catalog_dir: Path, *, dry_run: bool) -> int
         ) from exc
     for line in report.lines():
         print(line)
+    if emit and not dry_run:
+        if report.changes:
+            event = emit_prices_updated(
+                catalog_dir,
+                prices_path=report.prices_path,
+                source=f"{report.offer_code} version {report.version}",
+                changes=report.lines(),
+                changed_rows=report.added + report.changed + report.removed,
+            )
+            print(f"Sent the Prefect event {event.event} for {event.resource.id}")
+        else:
+            print("No row changed, so no Prefect event was sent")
     return 0
+
+
+def _refresh_prices(args: argparse.Namespace, catalog_dir: Path) -> int:
+    from allocation.price_import import refresh_prices
+
+    emit = args.emit_event and not args.dry_run
+    if emit:
+        _check_event_destination()
+    try:
+        refresh = refresh_prices(
+            args.provider, catalog_dir / "prices.parquet", args.source, dry_run=args.dry_run
+        )
+    except OSError as exc:
+        raise AllocationError(
+            f"refreshing {catalog_dir / 'prices.parquet'} failed: {exc}; it was left unchanged"
+        ) from exc
+    for line in refresh.lines:
+        print(line)
+    if emit:
+        if refresh.changed_rows:
+            event = emit_prices_updated(
+                catalog_dir,
+                prices_path=refresh.prices_path,
+                source=f"{refresh.provider} refresh_prices",
+                changes=list(refresh.lines),
+                changed_rows=refresh.changed_rows,
+            )
+            print(f"Sent the Prefect event {event.event} for {event.resource.id}")
+        else:
+            print("No row changed, so no Prefect event was sent")
+    return 0
+
+
+def catalog_resource(catalog_dir: Path) -> dict[str, str]:
+    """Return the Prefect resource of a catalog folder: an id stable for its absolute path.
+
+    The id is ``allocation.catalog.`` and the first 16 hex digits of the SHA-256 of the
+    path, so that a trigger can match one catalog or, with ``allocation.catalog.*``, all.
+    """
+    import hashlib
+
+    path = str(Path(catalog_dir).resolve())
+    digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+    return {
+        "prefect.resource.id": f"allocation.catalog.{digest}",
+        "prefect.resource.name": path,
+    }
+
+
+def emit_prices_updated(
+    catalog_dir: Path, *, prices_path: Path, source: str, changes: list[str], changed_rows: int
+) -> Any:
+    """Send `PRICES_UPDATED_EVENT` for an update and wait until the client has sent it.
+
+    Raises
+    ------
+    AllocationError
+        When Prefect does not send the event (no API configured).
+    """
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    event = emit_event(
+        event=PRICES_UPDATED_EVENT,
+        resource=catalog_resource(catalog_dir),
+        payload={
+            "prices_path": str(prices_path),
+            "source": source,
+            "changed_rows": changed_rows,
+            "changes": changes[:_EVENT_CHANGE_LINES],
+        },
+    )
+    if event is None:
+        raise AllocationError(
+            "Prefect did not send the event; set PREFECT_API_URL to a running Prefect server"
+        )
+    EventsWorker.drain_all(timeout=30)
+    return event
+
+
+def _check_event_destination() -> None:
+    """Reject --emit-event before importing when no Prefect server is configured."""
+    import os
+
+    from allocation.errors import InputError
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from prefect.settings import PREFECT_API_URL
+
+    if not (os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()):
+        raise InputError(
+            "is not set: --emit-event sends the event to a running Prefect server. Start one "
+            "with `uv run prefect server start --host 127.0.0.1` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api, or drop --emit-event",
+            file="environment",
+            field="PREFECT_API_URL",
+        )

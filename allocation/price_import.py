@@ -44,10 +44,14 @@ __all__ = [
     "SUPPORTED_OFFERS",
     "ImportReport",
     "PriceChange",
+    "PriceRefresh",
     "PriceTarget",
     "classify_product",
     "import_aws_offer",
     "main",
+    "refresh_aws_prices",
+    "refresh_prices",
+    "refreshable_providers",
 ]
 
 PROVIDER = "aws"
@@ -757,6 +761,166 @@ def _provenance(row: PriceRow) -> str:
         return f"the price from {row.source}, {as_of}"
     kind = "a second-hand price" if row.secondary else "a price"
     return f"{kind} from another source, {as_of}"
+
+
+@dataclass(frozen=True)
+class PriceRefresh:
+    """What a provider's ``refresh_prices`` changed in a price table, or would change.
+
+    `lines` has one sentence per source (what it was and the counts) followed by one
+    sentence per added, changed or removed row.
+    """
+
+    provider: str
+    prices_path: Path
+    changed_rows: int
+    """Rows added, changed or removed."""
+    lines: tuple[str, ...]
+    dry_run: bool
+
+
+SOURCE_TIMEOUT_S = 60.0
+"""Time allowed to download one offer file from a URL."""
+
+MAX_OFFER_BYTES = 1 << 30
+"""Largest offer file read from a URL: 1 GiB. A whole AWSDataTransfer offer is large."""
+
+
+def refresh_aws_prices(
+    prices_path: Path, sources: Iterable[str | Path], *, dry_run: bool = False
+) -> list[ImportReport]:
+    """Import AWS Price List offer files, from paths or from URLs given explicitly, in order.
+
+    A source that starts with ``http://`` or ``https://`` is downloaded to a temporary
+    file first; every other source is a path. Nothing is downloaded unless the caller
+    passes a URL, so a refresh from files works offline.
+
+    Raises
+    ------
+    InputError
+        For no sources, an invalid offer file (see `import_aws_offer`), or a URL that
+        cannot be downloaded.
+    """
+    sources = list(sources)
+    if not sources:
+        raise InputError(
+            "no offer file given; give the AWSLambda and AWSDataTransfer offer files "
+            "(paths, or URLs from the AWS Price List service index)",
+            file="command line",
+            field="--source",
+        )
+    reports = []
+    for source in sources:
+        text = str(source)
+        if text.lower().startswith(("http://", "https://")):
+            with tempfile.TemporaryDirectory(prefix="allocation-offer-") as folder:
+                offer = _download(text, Path(folder) / "offer.json")
+                reports.append(import_aws_offer(offer, prices_path, dry_run=dry_run))
+        else:
+            reports.append(import_aws_offer(Path(text), prices_path, dry_run=dry_run))
+    return reports
+
+
+def _download(url: str, target: Path) -> Path:
+    """Download `url` into `target`, stopping past `MAX_OFFER_BYTES`."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=SOURCE_TIMEOUT_S) as response,
+            target.open("wb") as handle,
+        ):
+            size = 0
+            while chunk := response.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_OFFER_BYTES:
+                    raise InputError(
+                        f"is larger than {MAX_OFFER_BYTES:,} bytes; download a regional "
+                        "offer file instead",
+                        file=url,
+                    )
+                handle.write(chunk)
+    except InputError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot be downloaded: {exc}; check the URL, or download the file and give its path",
+            file=url,
+        ) from exc
+    return target
+
+
+def refreshable_providers() -> list[str]:
+    """Return the names of the installed pricing providers that offer ``refresh_prices``."""
+    from allocation.pricing import available_providers
+
+    names = []
+    for name, entry_point in sorted(available_providers().items()):
+        try:
+            provider_class = entry_point.load()
+        except Exception:
+            # A provider that cannot be loaded is reported when a system uses it.
+            continue
+        if callable(getattr(provider_class, "refresh_prices", None)):
+            names.append(name)
+    return names
+
+
+def refresh_prices(
+    provider: str, prices_path: Path, sources: Iterable[str | Path], *, dry_run: bool = False
+) -> PriceRefresh:
+    """Refresh the rows of a price table that a provider reads, with its ``refresh_prices``.
+
+    Raises
+    ------
+    InputError
+        When no provider of that name is installed, when it does not offer
+        ``refresh_prices`` (the message lists those that do), or for invalid sources.
+    """
+    from allocation.pricing import available_providers
+
+    registered = available_providers()
+    if provider not in registered:
+        raise InputError(
+            f"unknown pricing provider; installed providers: {', '.join(sorted(registered))}",
+            file="command line",
+            field="PROVIDER",
+            value=provider,
+            has_value=True,
+        )
+    method = getattr(registered[provider].load(), "refresh_prices", None)
+    if not callable(method):
+        raise InputError(
+            "cannot refresh its prices; providers that can: "
+            + (", ".join(refreshable_providers()) or "none"),
+            file="command line",
+            field="PROVIDER",
+            value=provider,
+            has_value=True,
+        )
+    result = method(Path(prices_path), list(sources), dry_run=dry_run)
+    if not isinstance(result, PriceRefresh):
+        from allocation.errors import ProviderError
+
+        raise ProviderError(
+            f"pricing provider {provider!r} returned {type(result).__name__} from "
+            "refresh_prices; expected allocation.price_import.PriceRefresh"
+        )
+    return result
+
+
+def aws_price_refresh(
+    provider: str, prices_path: Path, sources: Iterable[str | Path], *, dry_run: bool = False
+) -> PriceRefresh:
+    """Refresh from AWS offer files, for the ``refresh_prices`` of the AWS providers."""
+    reports = refresh_aws_prices(prices_path, sources, dry_run=dry_run)
+    lines = []
+    for report in reports:
+        lines.append(report.summary())
+        lines += report.lines()
+    changed = sum(report.added + report.changed + report.removed for report in reports)
+    return PriceRefresh(provider, Path(prices_path), changed, tuple(lines), dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,9 @@ class PricingProvider(Protocol):
     # Optional members, looked up with getattr: usable_cores() -> float, the cores a
     # device without `cores` gets, and per_run_cost_terms() -> PerRunCostTerms | None,
     # the cost of one run split by invocation (None when it does not split that way).
+    # A class method refresh_prices(prices_path, sources, *, dry_run) ->
+    # allocation.price_import.PriceRefresh updates the price table from the provider's
+    # public source (see allocation.price_import.refresh_prices).
 
 
 def available_providers() -> dict[str, Any]:

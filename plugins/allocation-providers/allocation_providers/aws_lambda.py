@@ -20,12 +20,14 @@ a source and a date.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from allocation.price_import import PriceRefresh, aws_price_refresh
 from allocation.prices import BYTES_PER_DATA_UNIT, PriceTable, TieredPrice
 from allocation.pricing import API_VERSION, PerRunCostTerms, PricingContext, Usage
 from allocation_providers._common import (
@@ -135,6 +137,18 @@ class AwsLambdaProvider:
             context,
         )
         return build_provider(lambda: cls(parsed, table), "region or architecture", context)
+
+    @classmethod
+    def refresh_prices(
+        cls, prices_path: Path, sources: Sequence[str | Path], *, dry_run: bool = False
+    ) -> PriceRefresh:
+        """Replace the table's Lambda and data-transfer prices with those of AWS offer files.
+
+        `sources` are AWSLambda and AWSDataTransfer offer files of the AWS Price List, as
+        paths or as http(s) URLs; only a URL given here is downloaded.
+        `allocation.price_import.import_aws_offer` maps and checks the rows.
+        """
+        return aws_price_refresh(cls.name, prices_path, sources, dry_run=dry_run)
 
     @property
     def memory_gb(self) -> float:
