@@ -5,6 +5,10 @@ pricing of each device from every built-in provider with per-run cost terms, sta
 with pins and allowed sets, a DAG given by which pairs of stages have an edge, links,
 objectives), so that a failure shrinks to a small problem with few stages, few edges
 and simple numbers. Every problem has at most 4^5 = 1,024 assignments.
+
+Prices are normal floats. A subnormal rate (below about 2.2e-308 USD) keeps too few
+digits for the per-run cost terms to match the billed cost, and the exact method then
+refuses the problem, as it should.
 """
 
 from __future__ import annotations
@@ -40,10 +44,10 @@ _SCORES = st.one_of(
 _FLAT = st.fixed_dictionaries(
     {"provider": st.just("flat")},
     optional={
-        "usd_per_compute_s": st.floats(min_value=0.0, max_value=1e-4),
-        "usd_per_invocation": st.floats(min_value=0.0, max_value=1e-6),
-        "usd_per_gb_in": st.floats(min_value=0.0, max_value=0.05),
-        "usd_per_gb_out": st.floats(min_value=0.0, max_value=0.2),
+        "usd_per_compute_s": st.floats(0.0, 1e-4, allow_subnormal=False),
+        "usd_per_invocation": st.floats(0.0, 1e-6, allow_subnormal=False),
+        "usd_per_gb_in": st.floats(0.0, 0.05, allow_subnormal=False),
+        "usd_per_gb_out": st.floats(0.0, 0.2, allow_subnormal=False),
     },
 )
 _PRICING = st.one_of(st.none(), _FLAT, st.sampled_from(_TERM_PRICINGS).map(dict))

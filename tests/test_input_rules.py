@@ -81,7 +81,8 @@ def test_out_naming_a_file_exit_2(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert "--out names an existing file" in result.stderr
+    assert "--out" in result.stderr
+    assert "names an existing file" in result.stderr
     assert target.read_text() == "x"
 
 
