@@ -704,7 +704,7 @@ def draft_from_profile(
         f"pipeline, after {profile.warmup} untimed warm-up run(s); each stage's comment "
         "gives the spread.",
         "threads: process CPU time (all threads) / wall time over the timed runs, rounded "
-        "to the nearest whole number, at least 1.",
+        "to the nearest whole number, at least 1." + _blas_settings(),
         "Edge bytes: numpy nbytes for arrays, len() for bytes, the pickle length "
         "(protocol 5) otherwise; each edge's comment gives the method.",
     ]
@@ -764,6 +764,15 @@ def draft_from_profile(
             else "named on the command line"
         ),
     )
+
+
+def _blas_settings() -> str:
+    settings = [
+        f"{key}={os.environ[key]}"
+        for key in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")
+        if key in os.environ
+    ]
+    return f" BLAS settings: {', '.join(settings)}." if settings else ""
 
 
 def _seconds(value: float) -> str:

@@ -40,7 +40,7 @@ INPUT_SIZE = 320
 PAD_VALUE = 114
 """Grey level of the letterbox bars."""
 N_CLASSES = 3
-SCORE_THRESHOLD = 0.9
+SCORE_THRESHOLD = 0.8
 IOU_THRESHOLD = 0.45
 MAX_CANDIDATES = 300
 """Boxes kept, by score, before non-maximum suppression."""
@@ -173,11 +173,11 @@ def _make_weights(seed: int = 2024) -> list[tuple[np.ndarray, np.ndarray, int]]:
     rng = np.random.default_rng(seed)
     # (input channels, output channels, kernel side, stride)
     shapes = [
-        (3, 16, 3, 2),
-        (16, 32, 3, 2),
-        (32, 64, 3, 2),
-        (64, 64, 3, 1),
-        (64, 5 + N_CLASSES, 1, 1),
+        (3, 32, 3, 2),
+        (32, 128, 3, 2),
+        (128, 256, 3, 2),
+        (256, 256, 3, 1),
+        (256, 5 + N_CLASSES, 1, 1),
     ]
     layers = []
     for c_in, c_out, side, stride in shapes:

@@ -243,6 +243,8 @@ def test_cli_profiles_example(tmp_path: Path) -> None:
         (["examples.detection_pipeline:decode_png"], "not an allocation.profile.Pipeline"),
         ([], "either MODULE:PIPELINE or --from-prefect"),
         (["examples.detection_pipeline:PIPELINE", "--cpu", "{cores: 2}"], "inline CPU"),
+        (["examples.detection_pipeline:PIPELINE", "--runs", "3"], "--runs does not apply"),
+        (["--from-prefect", "some-flow", "--repeat", "3"], "--repeat does not apply"),
     ],
 )
 def test_cli_bad_input_exit_2(tmp_path: Path, capsys, args: list[str], message: str) -> None:
@@ -282,7 +284,7 @@ def test_cli_stage_failure_exit_1(tmp_path: Path, capsys, monkeypatch) -> None:
 
 def test_shipped_example_matches_pipeline(catalog) -> None:
     from allocation.compile import compile_problem
-    from allocation.sweep import sweep_in_process
+    from allocation.reference import reference_sweep
     from examples.detection_pipeline import PIPELINE
 
     workflow = load_workflow(SHIPPED_EXAMPLE)
@@ -294,6 +296,7 @@ def test_shipped_example_matches_pipeline(catalog) -> None:
     document = yaml.safe_load(SHIPPED_EXAMPLE.read_text())
     assert isinstance(document["measured_on"], dict | str)
 
+    # The plain-Python reference sweep: the 16 assignments need no compiled kernel.
     system = load_system(EDGE_CLOUD)
     problem = compile_problem(
         workflow,
@@ -303,6 +306,6 @@ def test_shipped_example_matches_pipeline(catalog) -> None:
         system_file=EDGE_CLOUD,
         catalog_dir=CATALOGS,
     )
-    front, _ = sweep_in_process(problem)
-    assert problem.space_size == 16
+    assignments, _, front = reference_sweep(workflow, system, problem)
+    assert len(assignments) == 16
     assert len(front) > 0
