@@ -20,6 +20,7 @@ from typing import Any
 
 from allocation import __version__
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
+from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
 from allocation.local_server import LocalServer
 from allocation.model import OBJECTIVES
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_catalog_commands(commands)
     _add_schedule_commands(commands)
+    add_profile_command(commands)
     return parser
 
 
@@ -312,11 +314,14 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "profile":
+            return run_profile_command(args, argv)
         if args.command == "catalog":
             return run_catalog_command(args)
         if args.command == "reevaluate":

@@ -1,0 +1,1 @@
+"""Example pipelines to profile with `allocation profile`."""
