@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from allocation import __version__
+from allocation.cli_calibrate import add_calibration_commands, run_calibrate, run_whatif
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.errors import AllocationError, InputError
 from allocation.local_server import LocalServer
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
     )
     add_catalog_commands(commands)
+    add_calibration_commands(commands)
     return parser
 
 
@@ -255,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "catalog":
             return run_catalog_command(args)
+        if args.command == "calibrate":
+            return run_calibrate(args)
+        if args.command == "whatif":
+            return run_whatif(args)
         return _validate(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
