@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from allocation import __version__
+from allocation.cli_calibrate import add_calibration_commands, run_calibrate, run_whatif
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_catalog_commands(commands)
     _add_schedule_commands(commands)
     add_profile_command(commands)
+    add_calibration_commands(commands)
     return parser
 
 
@@ -328,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reevaluate(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "calibrate":
+            return run_calibrate(args)
+        if args.command == "whatif":
+            return run_whatif(args)
         return _validate(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

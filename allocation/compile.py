@@ -18,7 +18,7 @@ import numpy as np
 from allocation.catalog import Cpu, CpuCatalog
 from allocation.errors import InputError
 from allocation.loading import check_pair
-from allocation.model import InlineCpu, System, Workflow
+from allocation.model import Device, InlineCpu, Stage, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, load_provider
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "compile_problem",
     "device_cores_of",
     "resolve_cpu",
+    "speed_factor_of",
 ]
 
 MAX_SCALED_TIME_S = 1e12
@@ -260,6 +261,20 @@ def device_cores_of(cores: int | None, cpu: Cpu, provider: PricingProvider | Non
     return cpu.cores
 
 
+def speed_factor_of(device: Device, stage: Stage) -> float | None:
+    """Return the speed factor of `device` for `stage`, or None when none is set.
+
+    It is the device's `speed_factor` times its class speed factor for the stage's
+    class; stage times on the device are divided by it.
+    """
+    factor = device.speed_factor
+    if device.class_speed_factors is not None and stage.stage_class is not None:
+        by_class = device.class_speed_factors.get(stage.stage_class)
+        if by_class is not None:
+            factor = by_class if factor is None else factor * by_class
+    return factor
+
+
 def _per_core(cpu: Cpu, figure: str) -> float | None:
     value = cpu.figure(figure)
     if value is None:
@@ -283,6 +298,7 @@ def _stage_times(
 ) -> np.ndarray:
     n_stages, n_devices = len(workflow.stages), len(system.devices)
     reference_cores = int(reference.cores or 0)  # compile_problem rejected a missing count
+    exponent = system.core_scaling_exponent
     times = np.full((n_stages, n_devices), np.nan)
     for s, stage in enumerate(workflow.stages):
         ref_per_core = _per_core(reference, stage.score)
@@ -295,7 +311,8 @@ def _stage_times(
                 file=workflow_file,
                 field=f"stages[{s}].score",
             )
-        ref_work = ref_per_core * min(stage.threads, reference_cores)
+        ref_cores_used = min(stage.threads, reference_cores)
+        ref_work = ref_per_core * ref_cores_used
         for d in allowed[s]:
             device = system.devices[d]
             cpu = cpus[device.id]
@@ -309,7 +326,16 @@ def _stage_times(
                     file=system_file,
                     field=f"devices[{d}].cpu",
                 )
-            time_s = stage.time_s * ref_work / (per_core * min(stage.threads, device_cores[d]))
+            device_work = min(stage.threads, device_cores[d])
+            if exponent is None:
+                time_s = stage.time_s * ref_work / (per_core * device_work)
+            else:
+                time_s = (stage.time_s * ref_per_core * ref_cores_used**exponent) / (
+                    per_core * device_work**exponent
+                )
+            speed = speed_factor_of(device, stage)
+            if speed is not None:
+                time_s /= speed
             if not time_s <= MAX_SCALED_TIME_S:  # also true for NaN
                 raise InputError(
                     f"stage {stage.id!r} on device {device.id!r} scales to {time_s:.6g} s, "
@@ -344,7 +370,7 @@ def _transfer_times(
     for number, link in enumerate(system.links):
         a, b = (device_index[device_id] for device_id in link.between)
         for x, y in ((a, b), (b, a)):
-            latency_s[x, y] = link.latency_ms / 1000.0
+            latency_s[x, y] = (link.latency_ms + link.overhead_ms) / 1000.0
             s_per_byte[x, y] = 8.0 / (link.bandwidth_mbps * 1e6)
             link_index[x, y] = number
 

@@ -23,6 +23,7 @@ __all__ = [
     "ID_PATTERN",
     "OBJECTIVES",
     "SCORE_FIGURES",
+    "STAGE_CLASSES",
     "CompareFile",
     "Comparison",
     "Device",
@@ -52,7 +53,12 @@ OBJECTIVES = (
 )
 """Metrics a front can be computed over; every one is minimised."""
 
+STAGE_CLASSES = ("pre-processing", "inference", "post-processing")
+"""Classes a stage may carry; a device may run each class at its own speed factor."""
+
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+StageClass = Literal["pre-processing", "inference", "post-processing"]
+SpeedFactor = Annotated[float, Field(gt=0, le=1e6)]
 ScoreFigure = Literal["single_thread", "cpu_mark", "integer_math", "floating_point_math"]
 Objective = Literal[
     "latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes", "monthly_cost_usd"
@@ -99,6 +105,8 @@ class Stage(_Strict):
     score: ScoreFigure = "single_thread"
     pin: Id | None = None
     allowed: list[Id] | None = Field(default=None, min_length=1)
+    stage_class: StageClass | None = Field(default=None, alias="class")
+    """Pre-processing, inference or post-processing; selects a device's class speed factor."""
 
     @field_validator("allowed")
     @classmethod
@@ -154,6 +162,13 @@ class Device(_Strict):
     cpu: CpuRef
     cores: int | None = Field(default=None, ge=1, le=100_000)
     pricing: Pricing | None = None
+    speed_factor: SpeedFactor | None = None
+    """How much faster the device runs than its CPU scores predict (2 halves stage times).
+
+    Absent means 1. `allocation calibrate` fits it from measured runs.
+    """
+    class_speed_factors: dict[StageClass, SpeedFactor] | None = None
+    """Further speed factor per stage class, applied on top of `speed_factor`."""
 
 
 class Link(_Strict):
@@ -162,6 +177,11 @@ class Link(_Strict):
     between: tuple[Id, Id]
     bandwidth_mbps: float = Field(gt=0)
     latency_ms: float = Field(default=0.0, ge=0)
+    overhead_ms: float = Field(default=0.0, ge=0, le=1e12)
+    """Fixed cost of every transfer over the link (connection set-up, serialisation).
+
+    It adds to `latency_ms`; `allocation calibrate` fits it from measured transfers.
+    """
 
     @field_validator("between", mode="before")
     @classmethod
@@ -250,6 +270,9 @@ class System(_Strict):
     requirements: Requirements | None = None
     compare: list[Comparison] = Field(default_factory=list, max_length=1000)
     """Placements to estimate beside the candidates and the baselines."""
+    core_scaling_exponent: float | None = Field(default=None, ge=0, le=1)
+    """Exponent alpha of the core scaling: stage time is proportional to
+    1 / min(threads, cores) ** alpha. Absent means 1 (linear scaling)."""
 
     @field_validator("objectives")
     @classmethod

@@ -68,11 +68,26 @@ def reference_evaluate(
             cores = float(provider.usable_cores())  # type: ignore[union-attr]
         else:
             cores = float(cpu.cores or 0)
-        stage_time[stage.id] = (
-            stage.time_s
-            * (_per_core(reference, stage.score) * min(stage.threads, reference_cores))
-            / (_per_core(cpu, stage.score) * min(stage.threads, cores))
-        )
+        # Stage time ∝ 1 / min(threads, cores) ** alpha, with alpha = 1 when unset.
+        alpha = system.core_scaling_exponent
+        reference_used = min(stage.threads, reference_cores)
+        device_used = min(stage.threads, cores)
+        if alpha is None:
+            time_s = (
+                stage.time_s
+                * (_per_core(reference, stage.score) * reference_used)
+                / (_per_core(cpu, stage.score) * device_used)
+            )
+        else:
+            time_s = (
+                stage.time_s
+                * (_per_core(reference, stage.score) * reference_used**alpha)
+                / (_per_core(cpu, stage.score) * device_used**alpha)
+            )
+        speed = 1.0 if device.speed_factor is None else device.speed_factor
+        if stage.stage_class is not None:
+            speed *= (device.class_speed_factors or {}).get(stage.stage_class, 1.0)
+        stage_time[stage.id] = time_s / speed
 
     links = {}
     for link in system.links:
@@ -86,9 +101,9 @@ def reference_evaluate(
             transfer[(edge.source, edge.target)] = 0.0
         else:
             link = links[(a, b)]
-            transfer[(edge.source, edge.target)] = link.latency_ms / 1000 + edge.bytes * 8 / (
-                link.bandwidth_mbps * 10**6
-            )
+            transfer[(edge.source, edge.target)] = (
+                link.latency_ms + link.overhead_ms
+            ) / 1000 + edge.bytes * 8 / (link.bandwidth_mbps * 10**6)
 
     # Longest path by memoised recursion over predecessors.
     predecessors: dict[str, list[str]] = {stage.id: [] for stage in workflow.stages}

@@ -1,0 +1,134 @@
+"""`allocation whatif` on the object-detection example over 1 to 1000 Mbit/s."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from allocation.catalog import load_cpu_catalog
+from allocation.cli import main
+from allocation.compile import compile_problem
+from allocation.estimate import evaluate_chunk
+from allocation.loading import read_document
+from allocation.model import System, Workflow
+from allocation.reference import reference_front
+from allocation.whatif import WhatIf, apply_parameter, run_what_if
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGS = ROOT / "catalogs"
+WORKFLOW = CATALOGS / "workflows/object-detection.yaml"
+SYSTEM = CATALOGS / "systems/edge-cloud.yaml"
+PARAMETER = "links[0].bandwidth_mbps"
+
+
+@functools.cache
+def _sweep() -> WhatIf:
+    return run_what_if(
+        read_document(WORKFLOW),
+        read_document(SYSTEM),
+        load_cpu_catalog(CATALOGS / "cpus.parquet"),
+        PARAMETER,
+        1.0,
+        1000.0,
+        steps=13,
+        log=True,
+        tolerance=1e-4,
+        catalog_dir=CATALOGS,
+    )
+
+
+def _exhaustive_front(bandwidth_mbps: float) -> frozenset[tuple[int, ...]]:
+    """Estimate all 128 assignments and filter them with the slow reference front."""
+    catalog = load_cpu_catalog(CATALOGS / "cpus.parquet")
+    workflow_doc, system_doc = apply_parameter(
+        read_document(WORKFLOW), read_document(SYSTEM), PARAMETER, bandwidth_mbps, catalog
+    )
+    system = System.model_validate(system_doc)
+    problem = compile_problem(
+        Workflow.model_validate(workflow_doc), system, catalog, catalog_dir=CATALOGS
+    )
+    evaluation = evaluate_chunk(problem, 0, problem.space_size)
+    points = np.column_stack(
+        [evaluation.metrics[name].astype(float) for name in problem.objectives]
+    ).tolist()
+    rows = [row for row, _ in reference_front(points)]
+    return frozenset(tuple(int(d) for d in evaluation.placements[row]) for row in rows)
+
+
+def test_crossovers_found() -> None:
+    result = _sweep()
+    kinds = {change.kind for change in result.changes}
+
+    assert kinds == {"front", "recommended"}
+    values = [change.value for change in result.changes]
+    assert values == sorted(values)
+    for change in result.changes:
+        assert change.above.value - change.below.value <= 1e-4 * change.above.value
+
+
+def test_crossovers_match_exhaustive_sweep() -> None:
+    for change in _sweep().changes:
+        below = _exhaustive_front(change.below.value)
+        above = _exhaustive_front(change.above.value)
+        where = f"{change.kind} change at {change.value:.6g} Mbit/s"
+        assert below == change.below.front, where
+        assert above == change.above.front, where
+        if change.kind == "front":
+            assert below != above, where
+        else:
+            assert change.below.recommended in below, where
+            assert change.above.recommended in above, where
+            assert change.below.recommended != change.above.recommended, where
+
+
+def test_whatif_command_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "whatif"
+    code = main(
+        [
+            "whatif",
+            str(WORKFLOW),
+            str(SYSTEM),
+            "--param",
+            "edges.*.bytes",
+            "--range",
+            "0.5:2",
+            "--steps",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
+
+    assert code == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "chart.html",
+        "chart.png",
+        "curves.parquet",
+        "report.md",
+    ]
+    assert "# What if edges.*.bytes changes" in (out / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--param", "links[0].colour", "--range", "1:2"], "--param: invalid value"),
+        (["--param", "links[5].bandwidth_mbps", "--range", "1:2"], "neither an index below 1"),
+        (["--param", PARAMETER, "--range", "5:1"], "--range: invalid value '5:1'"),
+        (["--param", PARAMETER, "--range", "0:10", "--log"], "with --log the range must be"),
+        (["--param", PARAMETER, "--range", "0:10"], "narrow the range"),
+    ],
+    ids=["unknown-field", "unknown-link", "reversed-range", "log-from-zero", "invalid-value"],
+)
+def test_whatif_invalid_arguments_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], expected: str
+) -> None:
+    out = tmp_path / "whatif"
+    code = main(["whatif", str(WORKFLOW), str(SYSTEM), *arguments, "--out", str(out)])
+
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
