@@ -421,7 +421,8 @@ def _reevaluate(args: argparse.Namespace) -> int:
     studies = load_studies(args.studies)
     _check_out_folder(args.out)
     print(
-        f"{args.studies}: {_count(len(studies.studies), 'study')}; starting the Prefect flow",
+        f"{args.studies}: {_count(len(studies.studies), 'study', 'studies')}; "
+        "starting the Prefect flow",
         file=sys.stderr,
     )
     _configure_prefect(args.verbose)
@@ -443,7 +444,7 @@ def _reevaluate(args: argparse.Namespace) -> int:
     for status in outcome.studies:
         diff = f"; changes in {status.diff_path}" if status.diff_path else ""
         print(f"{status.name}: {status.status}, recommended {status.recommended}{diff}")
-    print(f"Swept {_count(outcome.sweeps_run, 'study')}; state in {outcome.state_path}")
+    print(f"Swept {_count(outcome.sweeps_run, 'study', 'studies')}; state in {outcome.state_path}")
     return EXIT_OK
 
 
@@ -656,8 +657,8 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
     )
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _validate(args: argparse.Namespace) -> int:
