@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -352,6 +353,11 @@ def _sweep(args: argparse.Namespace) -> int:
             runner_address=address,
         )
 
+    kept = ", ".join(str(out_dir / ".chunks") for out_dir in out_dirs)
+    message = (
+        f"interrupted: the finished chunks are kept in {kept}; run the same command again to resume"
+    )
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message))
     started = time.perf_counter()
     try:
         if len(studies) == 1:
@@ -359,14 +365,30 @@ def _sweep(args: argparse.Namespace) -> int:
             _print_summary(outcome, studies[0], time.perf_counter() - started)
             return EXIT_OK
         return _sweep_systems(args, studies, out_dirs, address, run_one, started)
-    except KeyboardInterrupt:
-        kept = ", ".join(str(out_dir / ".chunks") for out_dir in out_dirs)
-        print(
-            f"interrupted: the finished chunks are kept in {kept}; run the same command "
-            "again to resume",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_sweep(message: str) -> None:
+    """Stop a sweep on Ctrl-C: shut down the runners and Prefect's server, exit 130.
+
+    Every chunk file in the store is whole (written, then renamed), so the process
+    exits at once instead of unwinding: Prefect would otherwise report the crash to its
+    temporary server, which Ctrl-C in a terminal has stopped too, and retry for a minute.
+    """
+    from allocation.runners import close_open_runners
+
+    close_open_runners()
+    try:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().stop()
+    except Exception:
+        pass  # The process exits anyway, and the server may already be gone.
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _runner_address(args: argparse.Namespace) -> str | None:

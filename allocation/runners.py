@@ -42,6 +42,7 @@ __all__ = [
     "TASK_OVERHEAD_S",
     "ChunkRunner",
     "check_runner",
+    "close_open_runners",
     "default_workers",
     "open_runner",
     "run_chunk",
@@ -369,14 +370,18 @@ def _import_engine(runner: str, module: str) -> Any:
     try:
         return __import__(module)
     except ImportError:
-        raise InputError(
-            f"--runner {runner} needs the {module!r} package, which is not installed; "
-            f"install it with: {_INSTALL_HINT[runner]}",
-            file="command line",
-            field="--runner",
-            value=runner,
-            has_value=True,
-        ) from None
+        raise _missing_engine(runner, module) from None
+
+
+def _missing_engine(runner: str, module: str) -> InputError:
+    return InputError(
+        f"--runner {runner} needs the {module!r} package, which is not installed; "
+        f"install it with: {_INSTALL_HINT[runner]}",
+        file="command line",
+        field="--runner",
+        value=runner,
+        has_value=True,
+    )
 
 
 def check_runner(name: str, *, workers: int | None = None, address: str | None = None) -> None:
@@ -426,7 +431,7 @@ def _find_engine(runner: str, module: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        _import_engine(runner, module)
+        raise _missing_engine(runner, module)
 
 
 @contextmanager
@@ -462,7 +467,31 @@ def open_runner(
     else:
         assert address is not None
         runner = RayRunner(workers, address)
+    with _open_runners_lock:
+        _open_runners.append(runner)
     try:
         yield runner
     finally:
+        with _open_runners_lock:
+            if runner in _open_runners:
+                _open_runners.remove(runner)
         runner.close()
+
+
+_open_runners: list[ChunkRunner] = []
+_open_runners_lock = threading.Lock()
+
+
+def close_open_runners(timeout_s: float = 10.0) -> None:
+    """Shut down every runner `open_runner` started and has not closed yet.
+
+    For a process that exits at once (on Ctrl-C) without unwinding its stack. Each
+    runner gets `timeout_s` seconds.
+    """
+    with _open_runners_lock:
+        runners = list(_open_runners)
+        _open_runners.clear()
+    for runner in runners:
+        closer = threading.Thread(target=runner.close, daemon=True)
+        closer.start()
+        closer.join(timeout_s)
