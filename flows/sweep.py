@@ -131,12 +131,26 @@ def exact_front_task(problem: CompiledProblem) -> PartialFront:
     return exact_front(problem)
 
 
+def _remove_chunk_store(flow: Any, flow_run: Any, state: Any) -> None:
+    """Remove the chunk store of a sweep that failed with an error.
+
+    An error would recur on a rerun, and a failed sweep leaves its output folder as it
+    was. A sweep that is killed or interrupted (a crash to Prefect) keeps its chunks.
+    """
+    store = _stores_by_flow_run.pop(str(flow_run.id), None)
+    if store is not None:
+        store.remove()
+
+
+_stores_by_flow_run: dict[str, ChunkStore] = {}
+
+
 @flow(
     name="sweep",
     persist_result=False,
-    # One chunk per core at a time: running every chunk at once multiplies peak memory
-    # without making the sweep faster.
+    # The exact method's task runs here; chunks run on a runner of allocation.runners.
     task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1),
+    on_failure=[_remove_chunk_store],
 )
 def sweep(
     workflow_path: str,
@@ -240,6 +254,7 @@ def sweep(
         store = ChunkStore(
             target, problem_key(problem, sample_fraction=sample_fraction, inputs=study.inputs)
         )
+        _stores_by_flow_run[str(flow_run.id)] = store
         with _runner_for(runner, workers, runner_address) as chunk_runner:
             rate = ESTIMATED_RATE_PER_S[
                 "kernel" if kernel_handles(problem, sample_fraction=sample_fraction) else "numpy"
@@ -354,6 +369,7 @@ def sweep(
 
     if chosen_method == "exhaustive":
         store.remove()
+        _stores_by_flow_run.pop(str(flow_run.id), None)
     logger.info("Wrote %s", target)
     return SweepOutcome(
         out_dir=target,
