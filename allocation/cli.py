@@ -382,7 +382,9 @@ def _stop_sweep(message: str) -> None:
     try:
         from prefect.server.api.server import SubprocessASGIServer
 
-        SubprocessASGIServer().stop()
+        # Prefect keeps its temporary servers by port; stop every one it started.
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
     except Exception:
         pass  # The process exits anyway, and the server may already be gone.
     print(message, file=sys.stderr)

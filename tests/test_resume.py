@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -150,6 +151,12 @@ def _wait_for_chunks(process: subprocess.Popen[str], out: Path, count: int) -> i
     pytest.fail(f"the sweep stored fewer than {count} chunks in 240 s")
 
 
+def _end_group(process: subprocess.Popen[str]) -> None:
+    """Kill what is left of the sweep's process group, such as a Prefect server."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def test_interrupt_then_kill_then_resume(prefect_harness: None, tmp_path: Path) -> None:
     out = tmp_path / "out"
 
@@ -158,6 +165,7 @@ def test_interrupt_then_kill_then_resume(prefect_harness: None, tmp_path: Path) 
     _wait_for_chunks(first, out, 3)
     os.killpg(first.pid, signal.SIGINT)
     _, stderr = first.communicate(timeout=120)
+    _end_group(first)
     kept_after_interrupt = len(list(out.glob(".chunks/*/*.npz")))
     assert first.returncode == 130
     assert "interrupted: the finished chunks are kept in" in stderr
