@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
 from allocation.local_server import LocalServer
 from allocation.model import OBJECTIVES
+from allocation.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
 __all__ = ["main"]
 
@@ -74,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "breakdown.html, breakdown.png, placement.html, placement.png and run.json.",
     )
     sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
-    sweep.add_argument("system", type=Path, help="system file (YAML or JSON)")
+    sweep.add_argument(
+        "system",
+        type=Path,
+        nargs="+",
+        help="system file (YAML or JSON); with several, the sweeps run at the same time and "
+        "--out is the folder that gets one output folder per system and summary.md",
+    )
     sweep.add_argument(
         "--catalog",
         type=Path,
@@ -182,6 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
         "enumerating, where that is provably exact (latency and per-run costs that add up "
         "along the workflow); auto (default): exact from 16,777,216 assignments when it "
         "applies, else exhaustive",
+    )
+    runners = sweep.add_argument_group("where the chunks run (docs/distributed.md)")
+    runners.add_argument(
+        "--runner",
+        choices=list(RUNNER_NAMES),
+        default=DEFAULT_RUNNER,
+        help="thread (default), process, dask or ray; dask starts a local cluster on "
+        "127.0.0.1 unless --dask-address is given, ray needs --ray-address",
+    )
+    runners.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="chunks at a time: the size of the pool or local cluster (default: the cores "
+        "of this machine; on a cluster at an address, its CPUs)",
+    )
+    runners.add_argument(
+        "--dask-address",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler to run the chunks on, such as tcp://10.0.0.5:8786",
+    )
+    runners.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="Ray cluster to run the chunks on, such as ray://10.0.0.5:10001 or auto",
     )
     sweep.add_argument(
         "-v",
@@ -371,47 +407,53 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _sweep_within_limits(args: argparse.Namespace) -> int:
     from allocation.exact import choose_method
-    from allocation.outputs import checked_output_folder, default_out_dir, share_link
+    from allocation.outputs import checked_output_folder, share_link
+    from allocation.runners import check_runner
     from allocation.study import load_study
 
     # Validate before starting Prefect: bad input fails in milliseconds, writes nothing.
+    address = _runner_address(args)
+    check_runner(args.runner, workers=args.workers, address=address)
     requirements = {
         "max_latency_s": args.max_latency_s,
         "max_cost_usd": args.max_cost_usd,
         "max_monthly_cost_usd": args.max_monthly_cost_usd,
         "minimise": args.minimise,
     }
-    study = load_study(
-        args.workflow,
-        args.system,
-        args.catalog,
-        compare_path=args.compare,
-        requirements=requirements,
-    )
+    studies = [
+        load_study(
+            args.workflow,
+            system,
+            args.catalog,
+            compare_path=args.compare,
+            requirements=requirements,
+        )
+        for system in args.system
+    ]
     share_link(args.share_url, "report.html")
-    method, method_reason = choose_method(study.problem, args.method)
-    out_dir = args.out
-    if out_dir is None:
-        out_dir = default_out_dir(study.problem.workflow_name, study.problem.system_name)
-    space_size = study.problem.space_size
-
-    with checked_output_folder(out_dir, given=args.out is not None):
+    out_dirs = _output_folders(args, studies)
+    methods = []
+    for study in studies:
+        method, method_reason = choose_method(study.problem, args.method)
+        methods.append(method)
         print(
             f"{study.problem.workflow_name} on {study.problem.system_name}: "
-            f"{space_size:,} assignments, {method} method ({method_reason}); "
+            f"{study.problem.space_size:,} assignments, {method} method ({method_reason}); "
             "starting the Prefect flow",
             file=sys.stderr,
         )
+
+    with contextlib.ExitStack() as folders:
+        for out_dir in out_dirs:
+            folders.enter_context(checked_output_folder(out_dir, given=args.out is not None))
         _configure_prefect(args.verbose)
         server = _start_local_server()
         try:
-            outcome, elapsed_s = _run_sweep_flow(args, study, requirements, method, out_dir, server)
+            return _run_sweep_flows(args, studies, methods, out_dirs, address, server)
         finally:
             if server is not None:
                 server.stop()
                 os.environ.pop("PREFECT_API_URL", None)
-    _print_summary(outcome, study, elapsed_s)
-    return EXIT_OK
 
 
 def _reevaluate(args: argparse.Namespace) -> int:
@@ -545,52 +587,250 @@ def _configured_api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
-def _run_sweep_flow(
-    args: argparse.Namespace,
-    study: Any,
-    requirements: dict[str, Any],
-    method: str,
-    out_dir: Path,
-    server: LocalServer | None,
-) -> tuple[Any, float]:
-    """Warm up while the server starts, run the sweep flow; return it and its wall time."""
+def _warm_up(args: argparse.Namespace, studies: list[Any], methods: list[str]) -> None:
+    """Load the flow's modules, vl-convert and the compiled engine before the flow runs.
+
+    This runs while the temporary Prefect server boots (`allocation.local_server`).
+    """
     from allocation.charts import warm_up as warm_up_charts
 
     # vl-convert releases the GIL, so its start overlaps the imports and the engine's.
     charts_ready = threading.Thread(target=warm_up_charts, name="warm-up-charts", daemon=True)
     charts_ready.start()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from allocation.exact import EXACT_SAMPLE
     from allocation.sweep import warm_up
+    from flows.sweep import sweep  # noqa: F401  (the import itself is the warm-up)
+
+    for study, method in zip(studies, methods, strict=True):
+        kept = args.max_patterns if method == "exhaustive" else min(args.max_patterns, EXACT_SAMPLE)
+        space_size = study.problem.space_size
+        warm_up(study.problem, sample_fraction=1.0 if space_size <= kept else kept / space_size)
+    charts_ready.join()
+
+
+def _run_sweep_flows(
+    args: argparse.Namespace,
+    studies: list[Any],
+    methods: list[str],
+    out_dirs: list[Path],
+    address: str | None,
+    server: LocalServer | None,
+) -> int:
+    """Warm up while the server starts, then run the sweep flow of every system."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    _warm_up(args, studies, methods)
     from flows.sweep import sweep
 
-    kept = args.max_patterns if method == "exhaustive" else min(args.max_patterns, EXACT_SAMPLE)
-    space_size = study.problem.space_size
-    warm_up(study.problem, sample_fraction=1.0 if space_size <= kept else kept / space_size)
-    charts_ready.join()
     settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if server is not None:
         server.wait_until_ready()
         settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
 
-    started = time.perf_counter()
-    with settings:
-        outcome = sweep(
+    def run_one(system: Path, out_dir: Path, show_progress: bool) -> Any:
+        return sweep(
             workflow_path=str(args.workflow),
-            system_path=str(args.system),
+            system_path=str(system),
             catalog_dir=None if args.catalog is None else str(args.catalog),
             out_dir=str(out_dir),
             chunk_size=args.chunk_size,
             max_patterns=args.max_patterns,
-            show_progress=True,
+            show_progress=show_progress,
             compare_path=None if args.compare is None else str(args.compare),
-            requirements={key: value for key, value in requirements.items() if value is not None},
+            requirements={
+                key: value
+                for key, value in {
+                    "max_latency_s": args.max_latency_s,
+                    "max_cost_usd": args.max_cost_usd,
+                    "max_monthly_cost_usd": args.max_monthly_cost_usd,
+                    "minimise": args.minimise,
+                }.items()
+                if value is not None
+            },
             explain=[f"{a}:{b}" for a, b in args.explain],
             share_url=args.share_url,
             method=args.method,
+            runner=args.runner,
+            workers=args.workers,
+            runner_address=address,
         )
-    return outcome, time.perf_counter() - started
+
+    kept = ", ".join(str(out_dir / ".chunks") for out_dir in out_dirs)
+    message = (
+        f"interrupted: the finished chunks are kept in {kept}; run the same command again to resume"
+    )
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message, server))
+    started = time.perf_counter()
+    try:
+        with settings:
+            if len(studies) == 1:
+                outcome = run_one(args.system[0], out_dirs[0], True)
+                _print_summary(outcome, studies[0], time.perf_counter() - started)
+                return EXIT_OK
+            return _sweep_systems(args, studies, out_dirs, address, run_one, started)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_sweep(message: str, server: LocalServer | None) -> None:
+    """Stop a sweep on Ctrl-C: shut down the runners and Prefect's server, exit 130.
+
+    Every chunk file in the store is whole (written, then renamed), so the process
+    exits at once instead of unwinding: Prefect would otherwise report the crash to its
+    temporary server, which Ctrl-C in a terminal has stopped too, and retry for a minute.
+    """
+    from allocation.runners import close_open_runners
+
+    close_open_runners()
+    if server is not None:
+        server.stop()
+    # A temporary server that Prefect started itself (when this process imported its
+    # server code) is kept by port; stop every one.
+    prefect_servers: Any = sys.modules.get("prefect.server.api.server")
+    try:
+        for prefect_server in list(prefect_servers.SubprocessASGIServer._instances.values()):
+            prefect_server.stop()
+    except Exception:
+        pass  # The process exits anyway, and the server may already be gone.
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _runner_address(args: argparse.Namespace) -> str | None:
+    for option, runner, address in (
+        ("--dask-address", "dask", args.dask_address),
+        ("--ray-address", "ray", args.ray_address),
+    ):
+        if address is not None and args.runner != runner:
+            raise InputError(
+                f"is for --runner {runner}; add --runner {runner} or drop {option}",
+                file="command line",
+                field=option,
+                value=address,
+                has_value=True,
+            )
+    return args.dask_address if args.runner == "dask" else args.ray_address
+
+
+def _output_folders(args: argparse.Namespace, studies: list[Any]) -> list[Path]:
+    """Return the output folder of every study; several share the parent --out."""
+    from allocation.outputs import default_out_dir
+
+    # default_out_dir rejects names that cannot be one folder name.
+    defaults = [default_out_dir(s.problem.workflow_name, s.problem.system_name) for s in studies]
+    names = [default.name for default in defaults]
+    if len(studies) == 1:
+        return [args.out if args.out is not None else defaults[0]]
+    seen: dict[str, Path] = {}
+    for name, system in zip(names, args.system, strict=True):
+        if name in seen:
+            raise InputError(
+                f"names the same system as {seen[name]}; each system of one sweep needs "
+                "its own system name, which names its output folder",
+                file=system,
+                field="system",
+            )
+        seen[name] = system
+    parent = args.out if args.out is not None else Path("results")
+    return [parent / name for name in names]
+
+
+def _sweep_systems(
+    args: argparse.Namespace,
+    studies: list[Any],
+    out_dirs: list[Path],
+    address: str | None,
+    run_one: Any,
+    started: float,
+) -> int:
+    """Sweep several systems at the same time on one runner and write summary.md."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from allocation.runners import open_runner
+    from flows.sweep import use_shared_runner
+
+    outcomes: list[Any] = []
+    errors: list[str | None] = []
+    with (
+        open_runner(args.runner, workers=args.workers, address=address) as runner,
+        use_shared_runner(runner),
+        ThreadPoolExecutor(len(studies), thread_name_prefix="sweep") as pool,
+    ):
+        futures = [
+            pool.submit(run_one, system, out_dir, False)
+            for system, out_dir in zip(args.system, out_dirs, strict=True)
+        ]
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+                errors.append(None)
+            except (AllocationError, OSError, RuntimeError, ValueError) as exc:
+                outcomes.append(None)
+                errors.append(f"{type(exc).__name__}: {exc}")
+    for outcome, study, error in zip(outcomes, studies, errors, strict=True):
+        if outcome is not None:
+            _print_summary(outcome, study, time.perf_counter() - started)
+        else:
+            print(
+                f"error: {study.problem.workflow_name} on {study.problem.system_name}: {error}",
+                file=sys.stderr,
+            )
+    parent = out_dirs[0].parent
+    _write_systems_summary(parent, studies, outcomes, errors)
+    print(f"Summary of {_count(len(studies), 'system')} in {parent}/summary.md")
+    return EXIT_FAILURE if any(errors) else EXIT_OK
+
+
+def _write_systems_summary(
+    parent: Path, studies: list[Any], outcomes: list[Any], errors: list[str | None]
+) -> None:
+    import pandas as pd
+
+    from allocation.outputs import write_parquet
+
+    rows = []
+    for study, outcome, error in zip(studies, outcomes, errors, strict=True):
+        recommended = None
+        if outcome is not None and outcome.recommended is not None:
+            recommended = next(
+                (row for row in outcome.candidates if row["label"] == outcome.recommended), None
+            )
+        rows.append(
+            {
+                "workflow": study.problem.workflow_name,
+                "system": study.problem.system_name,
+                "status": "ok" if error is None else f"failed: {error}",
+                "space_size": study.problem.space_size,
+                "front_points": None if outcome is None else len(outcome.candidates),
+                "recommended": None if outcome is None else outcome.recommended,
+                "latency_s": None if recommended is None else recommended["latency_s"],
+                "cost_usd": None if recommended is None else recommended["cost_usd"],
+                "out_dir": None if outcome is None else str(outcome.out_dir),
+            }
+        )
+    table = pd.DataFrame(rows)
+    parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(table, parent / "summary.parquet")
+    lines = [
+        f"# Sweep summary of {_count(len(rows), 'system')}",
+        "",
+        "| workflow | system | front points | recommended | latency_s | cost_usd | status |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
+    for row in rows:
+        cells = [
+            row["workflow"],
+            row["system"],
+            "" if row["front_points"] is None else f"{row['front_points']:,}",
+            row["recommended"] or "",
+            "" if row["latency_s"] is None else f"{row['latency_s']:.6g}",
+            "" if row["cost_usd"] is None else f"{row['cost_usd']:.6g}",
+            row["status"].replace("|", "\\|").replace("\n", " "),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    (parent / "summary.md").write_text("\n".join(lines) + "\n", "utf-8")
 
 
 def _configure_prefect(verbose: bool) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ChunkResult",
     "PartialFront",
     "front_of",
+    "kernel_handles",
     "merge_fronts",
     "objective_matrix",
     "sample_mask",
@@ -178,6 +179,18 @@ def sweep_in_process(
         fronts.append(result.front)
         patterns.append(result.patterns)
     return merge_fronts(problem, fronts), Evaluation.concat(patterns, problem.n_stages)
+
+
+def kernel_handles(problem: CompiledProblem, *, sample_fraction: float) -> bool:
+    """Tell whether `sweep_chunk` screens this problem's chunks with the compiled kernel.
+
+    The kernel runs only when patterns.parquet keeps a sample (`sample_fraction` below
+    1) and handles the problem; screening the first assignment shows whether it does,
+    and builds the price tables that the later chunks of `problem` reuse.
+    """
+    if sample_fraction >= 1.0 or problem.space_size == 0:
+        return False
+    return screen_chunk(problem, 0, 1, sample_fraction=sample_fraction) is not None
 
 
 WARM_UP_ASSIGNMENTS = (1 << 15) + 1

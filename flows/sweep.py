@@ -1,8 +1,11 @@
 """The `sweep` flow: load, compile, plan chunks, map a chunk task, merge, publish.
 
-The flow is thin: every step calls a plain function of `allocation`. Chunk tasks get
-index bounds and the compiled problem (a few kilobytes), never pattern arrays, and
-caching is off because hashing their inputs would cost more than the work.
+The flow is thin: every step calls a plain function of `allocation`. Chunks run on the
+runner of `allocation.runners` (threads, processes, Dask or Ray), which receives the
+engine's chunk function, index bounds and the compiled problem (a few kilobytes), never
+pattern arrays. Prefect stays on this process, so workers need no Prefect API server.
+Finished chunks are kept in the output folder's chunk store (`allocation.chunk_store`)
+until the outputs are written, so the same command resumes an interrupted sweep.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ import os
 import platform
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -29,7 +34,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -40,6 +44,7 @@ from allocation.charts import (
     tradeoff_chart,
     write_chart_html,
 )
+from allocation.chunk_store import ChunkStore, plan_resumed_chunks, problem_key
 from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
 from allocation.exact import EXACT_SAMPLE, choose_method, exact_front, sample_assignments
@@ -58,20 +63,30 @@ from allocation.report_html import ChartEmbed, embed_pngs_in_markdown, render_re
 from allocation.results import (
     SweepSummary,
 )
-from allocation.space import plan_chunks
+from allocation.runners import DEFAULT_RUNNER, ChunkRunner, open_runner
 from allocation.study import load_study
 from allocation.summary import summarise
-from allocation.sweep import ChunkResult, PartialFront, merge_fronts, sweep_chunk
+from allocation.sweep import PartialFront, kernel_handles, merge_fronts
 
-__all__ = ["SweepOutcome", "artifact_key", "choose_chunk_size", "sweep"]
+__all__ = ["SweepOutcome", "artifact_key", "choose_chunk_size", "sweep", "use_shared_runner"]
 
 MIN_CHUNK = 65_536
-"""Smallest chunk: below this, per-task overhead (about 20 ms on threads) dominates."""
+"""Smallest chunk: a finer split only adds per-chunk work (merging, the chunk store)."""
 
 MAX_CHUNK = 1 << 20
-"""Largest chunk: bounds the memory of one task to a few hundred MB."""
+"""Largest chunk estimated row by row: bounds the memory of one task to a few hundred MB.
+Chunks screened by the compiled kernel need memory for their candidates only, and may be
+larger when the runner's overhead asks for it."""
 
 TARGET_TASKS = 64
+
+MAX_OVERHEAD_SHARE = 0.05
+"""Largest share of a chunk's wall time that the runner's per-task overhead may take."""
+
+ESTIMATED_RATE_PER_S = {"kernel": 1e8, "numpy": 1e6}
+"""Assignments one worker estimates per second, screened by the compiled kernel or
+estimated row by row: the larger figures measured on the examples (2 cores, see
+docs/benchmarks.md), so that chunk sizes err on the large side."""
 
 
 @dataclass
@@ -90,9 +105,19 @@ class SweepOutcome:
     recommendation: str = ""
 
 
-def choose_chunk_size(space_size: int) -> int:
-    """Split the space into about `TARGET_TASKS` chunks within the chunk limits."""
-    return int(min(MAX_CHUNK, max(MIN_CHUNK, math.ceil(space_size / TARGET_TASKS))))
+def choose_chunk_size(
+    space_size: int, *, task_overhead_s: float = 0.0, rate_per_s: float = 1e6
+) -> int:
+    """Split the space into about `TARGET_TASKS` chunks within the chunk limits.
+
+    A chunk is also large enough that a runner's per-task overhead (`task_overhead_s`)
+    stays under `MAX_OVERHEAD_SHARE` of its time, for a worker that estimates
+    `rate_per_s` assignments per second; this bound wins over `MAX_CHUNK`.
+    """
+    balanced = min(MAX_CHUNK, max(MIN_CHUNK, math.ceil(space_size / TARGET_TASKS)))
+    keep_share = (1.0 - MAX_OVERHEAD_SHARE) / MAX_OVERHEAD_SHARE
+    overhead_bound = math.ceil(task_overhead_s * rate_per_s * keep_share)
+    return int(max(balanced, overhead_bound))
 
 
 def artifact_key(kind: str, workflow: str, system: str) -> str:
@@ -101,26 +126,32 @@ def artifact_key(kind: str, workflow: str, system: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text).strip("-")[:200]
 
 
-@task(name="evaluate-chunk", cache_policy=NO_CACHE, persist_result=False)
-def evaluate_chunk_task(
-    problem: CompiledProblem, start: int, stop: int, sample_fraction: float
-) -> ChunkResult:
-    """Estimate one chunk of the assignment space and return its front."""
-    return sweep_chunk(problem, start, stop, sample_fraction=sample_fraction)
-
-
 @task(name="exact-front", cache_policy=NO_CACHE, persist_result=False)
 def exact_front_task(problem: CompiledProblem) -> PartialFront:
     """Build the front with the exact method, without enumerating the assignments."""
     return exact_front(problem)
 
 
+def _remove_chunk_store(flow: Any, flow_run: Any, state: Any) -> None:
+    """Remove the chunk store of a sweep that failed with an error.
+
+    An error would recur on a rerun, and a failed sweep leaves its output folder as it
+    was. A sweep that is killed or interrupted (a crash to Prefect) keeps its chunks.
+    """
+    store = _stores_by_flow_run.pop(str(flow_run.id), None)
+    if store is not None:
+        store.remove()
+
+
+_stores_by_flow_run: dict[str, ChunkStore] = {}
+
+
 @flow(
     name="sweep",
     persist_result=False,
-    # One chunk per core at a time: running every chunk at once multiplies peak memory
-    # without making the sweep faster.
+    # The exact method's task runs here; chunks run on a runner of allocation.runners.
     task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 1),
+    on_failure=[_remove_chunk_store],
 )
 def sweep(
     workflow_path: str,
@@ -135,6 +166,9 @@ def sweep(
     explain: list[str] | None = None,
     share_url: str | None = None,
     method: str = "auto",
+    runner: str = DEFAULT_RUNNER,
+    workers: int | None = None,
+    runner_address: str | None = None,
 ) -> SweepOutcome:
     """Find the exact Pareto front of a workflow on a system and write the outputs.
 
@@ -167,6 +201,10 @@ def sweep(
         "exhaustive" enumerates every assignment; "exact" builds the front without
         enumerating where that is exact; "auto" picks by space size
         (`allocation.exact.choose_method`).
+    runner, workers, runner_address
+        Where chunks run: a name of `allocation.runners.RUNNER_NAMES`, the workers of
+        a pool or cluster started here, and a Dask or Ray cluster to join instead
+        (`allocation.runners.open_runner`). Ignored while `use_shared_runner` is active.
     """
     logger = get_run_logger()
     timings: dict[str, float] = {}
@@ -193,12 +231,14 @@ def sweep(
     # Plan.
     mark = time.perf_counter()
     chosen_method, method_reason = choose_method(problem, method)
-    size = chunk_size or choose_chunk_size(space_size)
-    chunks = plan_chunks(space_size, chunk_size=size) if chosen_method == "exhaustive" else []
     kept = max_patterns if chosen_method == "exhaustive" else min(max_patterns, EXACT_SAMPLE)
     sample_fraction = 1.0 if space_size <= kept else kept / space_size
     timings["plan_s"] = time.perf_counter() - mark
     logger.info("Method: %s, because %s", chosen_method, method_reason)
+    chunks: list[tuple[int, int]] = []
+    size = 0
+    chunk_counts = {"reused": 0, "computed": 0}
+    runner_settings: dict[str, Any] = {}
 
     # Estimate: chunks in parallel, fronts merged as they finish; or the exact method.
     mark = time.perf_counter()
@@ -212,8 +252,35 @@ def sweep(
         pattern_parts = [sample_assignments(problem, min(max_patterns, EXACT_SAMPLE))]
         update_progress_artifact(progress_id, 100.0)
     else:
-        front, pattern_parts, timings["merge_s"] = _estimate_chunks(
-            problem, chunks, sample_fraction, progress_id, show_progress=show_progress
+        store = ChunkStore(
+            target, problem_key(problem, sample_fraction=sample_fraction, inputs=study.inputs)
+        )
+        _stores_by_flow_run[str(flow_run.id)] = store
+        with _runner_for(runner, workers, runner_address) as chunk_runner:
+            rate = ESTIMATED_RATE_PER_S[
+                "kernel" if kernel_handles(problem, sample_fraction=sample_fraction) else "numpy"
+            ]
+            size = chunk_size or choose_chunk_size(
+                space_size, task_overhead_s=chunk_runner.task_overhead_s, rate_per_s=rate
+            )
+            runner_settings = chunk_runner.describe()
+            estimate = _estimate_chunks(
+                problem,
+                chunk_runner,
+                store,
+                size,
+                sample_fraction,
+                progress_id,
+                show_progress=show_progress,
+            )
+        front, pattern_parts, chunks, chunk_counts, timings["merge_s"] = estimate
+        logger.info(
+            "Chunks on the %s runner (%d workers): %d computed, %d reused from %s",
+            runner_settings["name"],
+            runner_settings["workers"],
+            chunk_counts["computed"],
+            chunk_counts["reused"],
+            store.path,
         )
     timings["evaluate_s"] = time.perf_counter() - mark
     logger.info(
@@ -304,7 +371,11 @@ def sweep(
         _publish_reports(summary, report_md, embeds, report_link)
         timings["artifacts_s"] = artifacts_s + time.perf_counter() - mark
 
-        write_json(_run_metadata(study, summary, chunks, size, timings), path_for("run.json"))
+        metadata = _run_metadata(study, summary, chunks, size, timings)
+        metadata["counts"]["chunks_reused"] = chunk_counts["reused"]
+        metadata["counts"]["chunks_computed"] = chunk_counts["computed"]
+        metadata["runner"] = runner_settings or None
+        write_json(metadata, path_for("run.json"))
         files = [
             "front.parquet",
             "patterns.parquet",
@@ -318,6 +389,9 @@ def sweep(
             "run.json",
         ]
 
+    if chosen_method == "exhaustive":
+        store.remove()
+        _stores_by_flow_run.pop(str(flow_run.id), None)
     logger.info("Wrote %s", target)
     return SweepOutcome(
         out_dir=target,
@@ -335,47 +409,100 @@ def sweep(
 
 def _estimate_chunks(
     problem: CompiledProblem,
-    chunks: list[tuple[int, int]],
+    runner: ChunkRunner,
+    store: ChunkStore,
+    chunk_size: int,
     sample_fraction: float,
     progress_id: Any,
     *,
     show_progress: bool,
-) -> tuple[PartialFront, list[Evaluation], float]:
-    """Map the chunk task over the chunks and merge their fronts as they finish.
+) -> tuple[PartialFront, list[Evaluation], list[tuple[int, int]], dict[str, int], float]:
+    """Evaluate the chunks not in the store on `runner` and merge all their fronts.
 
-    Returns the front, the kept patterns of every chunk and the time spent merging.
+    Every chunk computed is saved in `store` as it finishes. `progress_id` is the
+    Prefect progress artifact to update, or None outside a flow run. Returns the front, the kept
+    patterns in enumeration order, the chunks, the counts of reused and computed chunks
+    and the time spent merging.
     """
     space_size = problem.space_size
+    store.open()
+    reused_ranges, todo = plan_resumed_chunks(space_size, chunk_size, store.finished())
+    results = []
+    for start, stop in reused_ranges:
+        stored = store.load(start, stop, problem.n_stages)
+        if stored is None:
+            todo.append((start, stop))
+        else:
+            results.append(stored)
+    counts = {"reused": len(results), "computed": len(todo)}
+
     progress = ProgressLine(space_size, label="Estimating") if show_progress else None
-    futures = evaluate_chunk_task.map(
-        problem=unmapped(problem),
-        start=[start for start, _ in chunks],
-        stop=[stop for _, stop in chunks],
-        sample_fraction=unmapped(sample_fraction),
-    )
-    last_reported = time.perf_counter()
-    front: PartialFront | None = None
-    pattern_parts: list[Evaluation] = []
-    done = 0
     merge_s = 0.0
-    for future in as_completed(futures):
-        result = future.result()
+    front: PartialFront | None = None
+    done = 0
+    last_reported = time.perf_counter()
+
+    def take(result: Any) -> None:
+        nonlocal front, done, merge_s
         merge_mark = time.perf_counter()
         parts = [result.front] if front is None else [front, result.front]
         front = merge_fronts(problem, parts)
         merge_s += time.perf_counter() - merge_mark
-        pattern_parts.append(result.patterns)
         done += result.stop - result.start
         if progress:
             progress.update(done)
-        # At most one update a second, and always the last, to keep API calls few.
-        if done == space_size or time.perf_counter() - last_reported >= 1.0:
-            update_progress_artifact(progress_id, 100.0 * done / space_size)
-            last_reported = time.perf_counter()
-    if progress:
-        progress.close()
+
+    for result in results:
+        take(result)
+    problem_id = store.key
+    computed = runner.map_unordered(problem, problem_id, sorted(todo), sample_fraction)
+    try:
+        for result in computed:
+            store.save(result)
+            results.append(result)
+            take(result)
+            # At most one update a second, and always the last, to keep API calls few.
+            due = done == space_size or time.perf_counter() - last_reported >= 1.0
+            if progress_id is not None and due:
+                update_progress_artifact(progress_id, 100.0 * done / space_size)
+                last_reported = time.perf_counter()
+    finally:
+        computed.close()
+        if progress:
+            progress.close()
+    if progress_id is not None and counts["computed"] == 0:
+        update_progress_artifact(progress_id, 100.0)
     assert front is not None
-    return front, pattern_parts, merge_s
+    results.sort(key=lambda result: result.start)
+    chunks = [(result.start, result.stop) for result in results]
+    return front, [result.patterns for result in results], chunks, counts, merge_s
+
+
+_shared_runner: ChunkRunner | None = None
+
+
+@contextmanager
+def use_shared_runner(runner: ChunkRunner) -> Iterator[None]:
+    """Run the chunks of every sweep started in this block on `runner`.
+
+    Several sweeps running at the same time (one per system) then share one pool or
+    cluster instead of starting one each.
+    """
+    global _shared_runner
+    previous, _shared_runner = _shared_runner, runner
+    try:
+        yield
+    finally:
+        _shared_runner = previous
+
+
+@contextmanager
+def _runner_for(name: str, workers: int | None, address: str | None) -> Iterator[ChunkRunner]:
+    if _shared_runner is not None:
+        yield _shared_runner
+        return
+    with open_runner(name, workers=workers, address=address) as runner:
+        yield runner
 
 
 def _write_tables(tables: dict[Path, Any]) -> float:
