@@ -89,6 +89,8 @@ def versions() -> dict[str, str]:
 
 def format_seconds(seconds: float) -> str:
     """Format a duration with three significant digits and a unit."""
+    if seconds < 0:
+        return "-" + format_seconds(-seconds)
     if seconds < 1e-3:
         return f"{seconds * 1e6:.3g} µs"
     if seconds < 1.0:
