@@ -1,9 +1,9 @@
 """Property test: the exact method equals enumeration on problems hypothesis builds.
 
-The strategy draws each part of a problem separately (devices and their CPUs, the
+The strategy draws each part of a problem separately: devices and their CPUs, the
 pricing of each device from every built-in provider with per-run cost terms, stages
-with pins and allowed sets, a DAG given by which pairs of stages have an edge, links,
-objectives), so that a failure shrinks to a small problem with few stages, few edges
+with pins and allowed sets, a DAG given by which pairs of stages have an edge, links
+and objectives. A failure then shrinks to a small problem with few stages, few edges
 and simple numbers. Every problem has at most 4^5 = 1,024 assignments.
 
 Prices are normal floats. A subnormal rate (below about 2.2e-308 USD) keeps too few
@@ -90,8 +90,8 @@ def problems(draw: st.DrawFn) -> tuple[Workflow, System]:
             )
         stages.append(stage)
 
-    # Edges point from a lower to a higher stage number, so the graph is acyclic; a
-    # chain, a tree, a DAG with joins or no edges at all, as drawn.
+    # Edges point from a lower to a higher stage number, so the graph is acyclic. The
+    # drawn pairs make a chain, a tree, a DAG with joins, or no edges at all.
     pairs = [(i, j) for i in range(n_stages) for j in range(i + 1, n_stages)]
     chosen = draw(st.lists(st.booleans(), min_size=len(pairs), max_size=len(pairs)))
     edges = [

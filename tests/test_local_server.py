@@ -34,7 +34,7 @@ def _health(api_url: str) -> int:
         return int(response.status)
 
 
-def test_server_answers_on_loopback_and_dies_with_its_parent(tmp_path: Path) -> None:
+def test_server_dies_with_parent(tmp_path: Path) -> None:
     # A mark in the environment finds the server; Prefect's home stays the default, whose
     # database is already migrated (a new one takes seconds more).
     mark = str(tmp_path)
@@ -51,7 +51,8 @@ def test_server_answers_on_loopback_and_dies_with_its_parent(tmp_path: Path) -> 
     try:
         assert parent.stdout is not None
         api_url = parent.stdout.readline().strip()
-        assert api_url.startswith("http://127.0.0.1:"), parent.stderr and parent.stderr.read()
+        assert api_url, parent.stderr and parent.stderr.read()
+        assert api_url.startswith("http://127.0.0.1:")
         assert _health(api_url) == 200
         servers = processes_with_env("ALLOCATION_TEST_MARK", mark)
         servers.remove(parent.pid)
@@ -60,14 +61,15 @@ def test_server_answers_on_loopback_and_dies_with_its_parent(tmp_path: Path) -> 
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
 
-    # SIGKILL gives the parent no chance to clean up; the kernel tells the server.
+    # SIGKILL gives the parent no chance to clean up, so the kernel's parent-death
+    # signal must stop the server.
     deadline = time.monotonic() + 30
     while processes_with_env("ALLOCATION_TEST_MARK", mark) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_with_env("ALLOCATION_TEST_MARK", mark) == []
 
 
-def test_configured_api_url_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_url_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from allocation import cli
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
