@@ -452,6 +452,7 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
             return _run_sweep_flows(args, studies, methods, out_dirs, address, server)
         finally:
             if server is not None:
+                _flush_prefect()
                 server.stop()
                 os.environ.pop("PREFECT_API_URL", None)
 
@@ -478,11 +479,21 @@ def _reevaluate(args: argparse.Namespace) -> int:
         if server is not None:
             server.wait_until_ready()
             settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
-        with settings:
-            outcome = reevaluate(str(args.studies), str(args.out), force=args.force)
+        message = (
+            f"interrupted: {args.out}/state.json keeps the studies evaluated so far; run the "
+            "same command again to go on"
+        )
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message, server))
+        try:
+            with settings:
+                outcome = reevaluate(str(args.studies), str(args.out), force=args.force)
+        finally:
+            signal.signal(signal.SIGINT, previous)
     finally:
         if server is not None:
+            _flush_prefect()
             server.stop()
+            os.environ.pop("PREFECT_API_URL", None)
     for status in outcome.studies:
         diff = f"; changes in {status.diff_path}" if status.diff_path else ""
         print(f"{status.name}: {status.status}, recommended {status.recommended}{diff}")
@@ -581,6 +592,24 @@ def _start_local_server() -> LocalServer | None:
     return server
 
 
+def _flush_prefect() -> None:
+    """Send the logs and events Prefect still holds, while the temporary server runs.
+
+    Prefect sends them in the background and, at exit, retries for about a minute when
+    the server is gone; flushing first keeps the exit prompt.
+    """
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:
+        pass  # Logs and events that fail to send are lost, as they are without the flush.
+
+
 def _configured_api_url() -> str | None:
     from prefect.settings import PREFECT_API_URL
 
@@ -622,12 +651,21 @@ def _run_sweep_flows(
     _warm_up(args, studies, methods)
     from flows.sweep import sweep
 
-    settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if server is not None:
         server.wait_until_ready()
-        settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+
+    def settings() -> contextlib.AbstractContextManager[Any]:
+        # Prefect's settings context is per thread: each sweep thread enters its own, so
+        # that every flow reaches this server rather than starting one of Prefect's.
+        if server is None:
+            return contextlib.nullcontext()
+        return temporary_settings(updates={PREFECT_API_URL: server.api_url})
 
     def run_one(system: Path, out_dir: Path, show_progress: bool) -> Any:
+        with settings():
+            return _sweep_one(system, out_dir, show_progress)
+
+    def _sweep_one(system: Path, out_dir: Path, show_progress: bool) -> Any:
         return sweep(
             workflow_path=str(args.workflow),
             system_path=str(system),
@@ -662,12 +700,11 @@ def _run_sweep_flows(
     previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message, server))
     started = time.perf_counter()
     try:
-        with settings:
-            if len(studies) == 1:
-                outcome = run_one(args.system[0], out_dirs[0], True)
-                _print_summary(outcome, studies[0], time.perf_counter() - started)
-                return EXIT_OK
-            return _sweep_systems(args, studies, out_dirs, address, run_one, started)
+        if len(studies) == 1:
+            outcome = run_one(args.system[0], out_dirs[0], True)
+            _print_summary(outcome, studies[0], time.perf_counter() - started)
+            return EXIT_OK
+        return _sweep_systems(args, studies, out_dirs, address, run_one, started)
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -766,7 +803,8 @@ def _sweep_systems(
             try:
                 outcomes.append(future.result())
                 errors.append(None)
-            except (AllocationError, OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:
+                # One system's failure is reported in summary.md; the others still count.
                 outcomes.append(None)
                 errors.append(f"{type(exc).__name__}: {exc}")
     for outcome, study, error in zip(outcomes, studies, errors, strict=True):

@@ -52,7 +52,7 @@ def add_calibration_commands(commands: Any) -> None:
         help="sweep one parameter over a range and report where the candidates change",
         description="Estimate the workflow on the system for values of one parameter, "
         "find the values where the Pareto front's membership or the recommended candidate "
-        "changes (refined by bisection), and write a report and charts. See docs/whatif.md.",
+        "changes (refined by bisection), and write a report and charts. See docs/calibration.md.",
     )
     whatif.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
     whatif.add_argument("system", type=Path, help="system file (YAML or JSON)")

@@ -387,6 +387,14 @@ def run_whatif_command(args: argparse.Namespace) -> int:
     from allocation.study import default_catalog_dir, load_study
     from allocation.whatif_report import write_outputs
 
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(
+            "names an existing file; give a folder for the outputs",
+            file="command line",
+            field="--out",
+            value=str(args.out),
+            has_value=True,
+        )
     low, high = _parse_range(args.range, log=args.log)
     if args.steps < 2:
         raise InputError(
