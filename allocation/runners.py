@@ -404,6 +404,8 @@ def check_runner(name: str, *, workers: int | None = None, address: str | None =
         )
     if name == "dask":
         _find_engine("dask", "distributed")
+        if address is not None:
+            _check_dask_address(address)
     if name == "ray":
         _find_engine("ray", "ray")
     if address is not None and name not in ("dask", "ray"):
@@ -426,6 +428,24 @@ def check_runner(name: str, *, workers: int | None = None, address: str | None =
         raise InputError(
             "needs at least 1 worker", file="command line", field="--workers", value=workers
         )
+
+
+def _check_dask_address(address: str) -> None:
+    """Check that `address` reads as a Dask scheduler address, without connecting."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError(
+            f"is not a Dask scheduler address ({exc}); give one such as tcp://10.0.0.5:8786",
+            file="command line",
+            field="--dask-address",
+            value=address,
+            has_value=True,
+        ) from None
 
 
 def _find_engine(runner: str, module: str) -> None:

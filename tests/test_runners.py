@@ -127,6 +127,21 @@ def test_address_for_other_runner_exit_2(capsys: pytest.CaptureFixture[str]) -> 
     assert "--dask-address" in err
 
 
+@pytest.mark.parametrize("address", ["nonsense", "tcp://10.0.0.5", "tcp://host:port"])
+def test_malformed_dask_address_exit_2(
+    address: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    arguments = ["sweep", str(WORKFLOW), str(SYSTEM), "--out", str(out), "--runner", "dask"]
+    code = main([*arguments, "--dask-address", address])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--dask-address" in err
+    assert "tcp://10.0.0.5:8786" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
 def test_ray_cluster_front_matches(request: pytest.FixtureRequest) -> None:
     import os
