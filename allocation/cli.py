@@ -24,7 +24,7 @@ from allocation.cli_calibrate import add_calibration_commands, run_calibrate, ru
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
-from allocation.local_server import LocalServer
+from allocation.local_server import LocalServer, configured_api_url, start_unless_configured
 from allocation.model import OBJECTIVES
 from allocation.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
@@ -447,14 +447,12 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
         for out_dir in out_dirs:
             folders.enter_context(checked_output_folder(out_dir, given=args.out is not None))
         _configure_prefect(args.verbose)
-        server = _start_local_server()
+        server = start_unless_configured()
         try:
             return _run_sweep_flows(args, studies, methods, out_dirs, address, server)
         finally:
             if server is not None:
-                _flush_prefect()
-                server.stop()
-                os.environ.pop("PREFECT_API_URL", None)
+                server.close()
 
 
 def _reevaluate(args: argparse.Namespace) -> int:
@@ -469,16 +467,14 @@ def _reevaluate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     _configure_prefect(args.verbose)
-    server = _start_local_server()
+    server = start_unless_configured()
     try:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
         from flows.reevaluate import reevaluate
 
         settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if server is not None:
             server.wait_until_ready()
-            settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+            settings = server.settings()
         message = (
             f"interrupted: {args.out}/state.json keeps the studies evaluated so far; run the "
             "same command again to go on"
@@ -491,9 +487,7 @@ def _reevaluate(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
     finally:
         if server is not None:
-            _flush_prefect()
-            server.stop()
-            os.environ.pop("PREFECT_API_URL", None)
+            server.close()
     for status in outcome.studies:
         diff = f"; changes in {status.diff_path}" if status.diff_path else ""
         print(f"{status.name}: {status.status}, recommended {status.recommended}{diff}")
@@ -554,7 +548,7 @@ def build_served_deployment(args: argparse.Namespace) -> Any:
             value=args.timezone if option == "--timezone" else args.cron,
             has_value=True,
         ) from None
-    if not (os.environ.get("PREFECT_API_URL") or _configured_api_url()):
+    if not (os.environ.get("PREFECT_API_URL") or configured_api_url()):
         raise InputError(
             "is not set: serving a schedule needs a running Prefect server. Start one with "
             "`uv run prefect server start --host 127.0.0.1` and set "
@@ -568,52 +562,6 @@ def build_served_deployment(args: argparse.Namespace) -> Any:
 def _check_out_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError("--out names an existing file; give a folder for the outputs", file=out)
-
-
-def _start_local_server() -> LocalServer | None:
-    """Start a temporary Prefect server unless one is configured (PREFECT_API_URL).
-
-    The server boots in its own process while this one loads the flow's modules and
-    warms the compiled code (`allocation.local_server`). In a process that has already
-    imported Prefect, such as a test with Prefect's test harness, the configured API URL
-    is read from Prefect's settings; otherwise from the environment first, so that the
-    server starts before Prefect's import, and from Prefect's settings (its profile)
-    right after, stopping the server again if a URL is configured there.
-    """
-    if os.environ.get("PREFECT_API_URL") or ("prefect" in sys.modules and _configured_api_url()):
-        return None
-    server = LocalServer()
-    server.start()
-    if _configured_api_url():
-        server.stop()
-        return None
-    # Processes this one starts reach the same server; _sweep removes it again.
-    os.environ["PREFECT_API_URL"] = server.api_url
-    return server
-
-
-def _flush_prefect() -> None:
-    """Send the logs and events Prefect still holds, while the temporary server runs.
-
-    Prefect sends them in the background and, at exit, retries for about a minute when
-    the server is gone; flushing first keeps the exit prompt.
-    """
-    if "prefect" not in sys.modules:
-        return
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
-    except Exception:
-        pass  # Logs and events that fail to send are lost, as they are without the flush.
-
-
-def _configured_api_url() -> str | None:
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value() or None
 
 
 def _warm_up(args: argparse.Namespace, studies: list[Any], methods: list[str]) -> None:
@@ -646,8 +594,6 @@ def _run_sweep_flows(
     server: LocalServer | None,
 ) -> int:
     """Warm up while the server starts, then run the sweep flow of every system."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     _warm_up(args, studies, methods)
     from flows.sweep import sweep
 
@@ -655,11 +601,9 @@ def _run_sweep_flows(
         server.wait_until_ready()
 
     def settings() -> contextlib.AbstractContextManager[Any]:
-        # Prefect's settings context is per thread: each sweep thread enters its own, so
-        # that every flow reaches this server rather than starting one of Prefect's.
-        if server is None:
-            return contextlib.nullcontext()
-        return temporary_settings(updates={PREFECT_API_URL: server.api_url})
+        # Each sweep thread enters its own settings, so that every flow reaches this
+        # server rather than starting one of Prefect's.
+        return contextlib.nullcontext() if server is None else server.settings()
 
     def run_one(system: Path, out_dir: Path, show_progress: bool) -> Any:
         with settings():
@@ -713,8 +657,8 @@ def _stop_sweep(message: str, server: LocalServer | None) -> None:
     """Stop a sweep on Ctrl-C: shut down the runners and Prefect's server, exit 130.
 
     Every chunk file in the store is whole (written, then renamed), so the process
-    exits at once instead of unwinding: Prefect would otherwise report the crash to its
-    temporary server, which Ctrl-C in a terminal has stopped too, and retry for a minute.
+    exits at once instead of unwinding. Unwinding would let Prefect report the crash to
+    a server that may already be gone, and retry for a minute.
     """
     from allocation.runners import close_open_runners
 

@@ -287,7 +287,8 @@ def _load_pipeline(reference: str) -> Pipeline:
 def _profile_prefect_flow(
     args: argparse.Namespace, catalog: CpuCatalog, local: Any, command: str
 ) -> tuple[WorkflowDraft, list[str]]:
-    from allocation.cli import _configure_prefect, _start_local_server
+    from allocation.cli import _configure_prefect
+    from allocation.local_server import start_unless_configured
     from allocation.profile import resolve_measured_on
     from allocation.profile_prefect import draft_from_history, read_flow_history
 
@@ -298,19 +299,17 @@ def _profile_prefect_flow(
         else f"this machine's CPU ({local.source}: {local.name}), assumed to have run the flow"
     )
     _configure_prefect(args.verbose)
-    server = _start_local_server()
+    server = start_unless_configured()
     try:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
         settings: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if server is not None:
             server.wait_until_ready()
-            settings = temporary_settings(updates={PREFECT_API_URL: server.api_url})
+            settings = server.settings()
         with settings:
             history = asyncio.run(read_flow_history(args.from_prefect, runs=args.runs))
     finally:
         if server is not None:
-            server.stop()
+            server.close()
     return draft_from_history(
         history,
         measured_on,

@@ -1,8 +1,8 @@
 """A temporary Prefect server on 127.0.0.1 that boots while the sweep prepares.
 
 Without PREFECT_API_URL, Prefect starts its own temporary server the first time a flow
-needs one: it imports its server code into the calling process (seconds of CPU) and only
-then starts the server process, which takes several seconds more to respond. `allocation
+needs one. It first imports its server code into the calling process (seconds of CPU),
+and only then starts the server process, which takes several seconds more to respond. `allocation
 sweep` instead starts the same server process as soon as the inputs are valid, without
 importing the server code, and loads its own modules and warms its compiled code while
 that server boots. The flow then reaches the server through PREFECT_API_URL, as it
@@ -18,6 +18,7 @@ sweep's process is killed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -30,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from allocation.errors import AllocationError
 
@@ -38,7 +39,7 @@ HOST = "127.0.0.1"
 
 STARTUP_TIMEOUT_S = 120.0
 """Time the server gets to pass its health check, unless
-PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS says otherwise. A first start migrates
+PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS sets another. A first start migrates
 a new database."""
 
 STOP_TIMEOUT_S = 10.0
@@ -68,7 +69,7 @@ def _startup_timeout_s() -> float:
 
 
 def _prefect_parent_dir() -> Path:
-    """Return the folder that holds the installed `prefect` package."""
+    """Return the folder that contains the installed `prefect` package."""
     spec = importlib.util.find_spec("prefect")
     if spec is None or spec.origin is None:
         raise AllocationError("Prefect is not installed; run `uv sync` in the project")
@@ -82,7 +83,7 @@ def _free_port() -> int:
 
 
 def _no_proxy(env: dict[str, str]) -> str:
-    """Add the loopback names to NO_PROXY, so that no configured proxy sees the calls."""
+    """Add the loopback names to NO_PROXY, so that no configured proxy receives the calls."""
     names = [n for n in env.get("NO_PROXY", "").split(",") if n]
     return ",".join([*names, HOST, "localhost"])
 
@@ -182,6 +183,23 @@ class LocalServer:
             f"(docs/guide.md). Its output: {self._output_tail()}"
         )
 
+    def settings(self) -> contextlib.AbstractContextManager[Any]:
+        """Return a context in which this thread's Prefect calls reach this server.
+
+        Prefect's settings context belongs to one thread, so each thread that runs a
+        flow enters its own.
+        """
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        return temporary_settings(updates={PREFECT_API_URL: self.api_url})
+
+    def close(self) -> None:
+        """Send Prefect's queued logs and events, stop the server, unset its URL."""
+        flush_prefect()
+        self.stop()
+        if os.environ.get("PREFECT_API_URL") == self.api_url:
+            del os.environ["PREFECT_API_URL"]
+
     def stop(self) -> None:
         """Stop the server: SIGTERM, then SIGKILL after `STOP_TIMEOUT_S`."""
         process = self._process
@@ -209,3 +227,48 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def start_unless_configured() -> LocalServer | None:
+    """Start a temporary Prefect server unless one is configured (PREFECT_API_URL).
+
+    The environment is read first, so that the server starts before Prefect's import.
+    Prefect's settings (its profile) are read right after, and a URL configured there
+    stops the server again. A process that has already imported Prefect, such as a test
+    with Prefect's test harness, reads the settings first. The server's URL goes into
+    the environment for the processes this one starts; `LocalServer.close` removes it.
+    """
+    if os.environ.get("PREFECT_API_URL") or ("prefect" in sys.modules and configured_api_url()):
+        return None
+    server = LocalServer()
+    server.start()
+    if configured_api_url():
+        server.stop()
+        return None
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
+
+
+def configured_api_url() -> str | None:
+    """Return the Prefect API URL that Prefect's settings give, or None."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def flush_prefect() -> None:
+    """Send the logs and events Prefect still has queued, while the server runs.
+
+    Prefect sends them in the background. At exit it retries for about a minute when
+    the server is gone, so flushing first keeps the exit prompt.
+    """
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:
+        pass  # Logs and events that fail to send are lost, as they are without the flush.

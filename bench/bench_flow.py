@@ -36,11 +36,11 @@ trivial()
 """
 
 _TRIVIAL_FLOW_EARLY_SERVER = """
-from allocation.cli import _configure_prefect, _start_local_server
+from allocation.cli import _configure_prefect
+from allocation.local_server import start_unless_configured
 _configure_prefect(False)
-server = _start_local_server()
+server = start_unless_configured()
 from prefect import flow, task
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 @task
 def one() -> int:
@@ -51,9 +51,9 @@ def trivial() -> int:
     return one()
 
 server.wait_until_ready()
-with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+with server.settings():
     trivial()
-server.stop()
+server.close()
 """
 
 

@@ -51,7 +51,8 @@ def test_server_dies_with_parent(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None
         api_url = parent.stdout.readline().strip()
-        assert api_url, parent.stderr and parent.stderr.read()
+        error_output = parent.stderr.read() if not api_url and parent.stderr else ""
+        assert api_url, error_output
         assert api_url.startswith("http://127.0.0.1:")
         assert _health(api_url) == 200
         servers = processes_with_env("ALLOCATION_TEST_MARK", mark)
@@ -70,7 +71,7 @@ def test_server_dies_with_parent(tmp_path: Path) -> None:
 
 
 def test_configured_url_starts_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    from allocation import cli
+    from allocation.local_server import start_unless_configured
 
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    assert cli._start_local_server() is None
+    assert start_unless_configured() is None

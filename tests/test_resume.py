@@ -21,23 +21,11 @@ from allocation.study import load_study
 from allocation.sweep import sweep_chunk, sweep_in_process
 from flows.sweep import _estimate_chunks, sweep
 from tests.conftest import CATALOGS, REPO
+from tests.test_runners import front_rows
 
 WORKFLOW = CATALOGS / "workflows" / "object-detection.yaml"
 SYSTEM = CATALOGS / "systems" / "edge-gateway-cloud.yaml"
 BIG_WORKFLOW = CATALOGS / "workflows" / "style-transfer.yaml"
-
-
-def _front_rows(front) -> list[tuple[int, float, float, int]]:  # type: ignore[no-untyped-def]
-    metrics = front.evaluation.metrics
-    return sorted(
-        zip(
-            front.evaluation.pattern_index.tolist(),
-            metrics["latency_s"].tolist(),
-            metrics["cost_usd"].tolist(),
-            front.equivalent_count.tolist(),
-            strict=True,
-        )
-    )
 
 
 def test_plan_reuses_stored_ranges() -> None:
@@ -71,7 +59,7 @@ def test_store_roundtrip_and_resume(tmp_path: Path) -> None:
         )
     expected, expected_patterns = sweep_in_process(problem)
     assert counts == {"reused": 2, "computed": 5}
-    assert _front_rows(front) == _front_rows(expected)
+    assert front_rows(front) == front_rows(expected)
     assert chunks[0] == (0, 500)
     assert np.array_equal(
         np.concatenate([p.pattern_index for p in patterns]), expected_patterns.pattern_index
@@ -105,7 +93,7 @@ def test_changed_inputs_never_reuse_chunks(tmp_path: Path) -> None:
         )
     expected, _ = sweep_in_process(changed.problem)
     assert counts == {"reused": 0, "computed": 1}
-    assert _front_rows(front) == _front_rows(expected)
+    assert front_rows(front) == front_rows(expected)
     assert not old.path.exists()
 
 

@@ -28,7 +28,7 @@ def dask_runner() -> Iterator[ChunkRunner]:
         yield runner
 
 
-def _pairs(front) -> list[tuple[int, float, float, int]]:  # type: ignore[no-untyped-def]
+def front_rows(front) -> list[tuple[int, float, float, int]]:  # type: ignore[no-untyped-def]
     metrics = front.evaluation.metrics
     return sorted(
         zip(
@@ -76,7 +76,7 @@ def test_dask_map_matches_in_process(dask_runner: ChunkRunner, chunk_size: int) 
     front = merge_fronts(problem, [r.front for r in results])
     assert sorted((r.start, r.stop) for r in results) == chunks
     if expected is not None:
-        assert _pairs(front) == _pairs(expected)
+        assert front_rows(front) == front_rows(expected)
 
 
 def test_process_runner_matches_in_process() -> None:
@@ -86,7 +86,7 @@ def test_process_runner_matches_in_process() -> None:
     with open_runner("process", workers=1) as runner:
         results = list(runner.map_unordered(problem, "key", chunks, 0.5))
     front = merge_fronts(problem, [r.front for r in results])
-    assert _pairs(front) == _pairs(expected)
+    assert front_rows(front) == front_rows(expected)
 
 
 def test_chunk_size_keeps_overhead_share() -> None:
@@ -155,4 +155,4 @@ def test_ray_cluster_front_matches(request: pytest.FixtureRequest) -> None:
     with open_runner("ray", address=address) as runner:
         results = list(runner.map_unordered(problem, "key", chunks, 1.0))
     front = merge_fronts(problem, [r.front for r in results])
-    assert _pairs(front) == _pairs(expected)
+    assert front_rows(front) == front_rows(expected)
