@@ -11,7 +11,7 @@ Hierarchy::
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 __all__ = ["AllocationError", "InputError", "ProviderError", "format_value"]
@@ -60,6 +60,9 @@ class ProviderError(AllocationError):
 
 def format_value(value: Any, *, limit: int = 80) -> str:
     """Return a short, single-line representation of a value for an error message."""
+    if isinstance(value, PurePath):
+        # A path is shown whole: a shortened one would not say which folder is meant.
+        return repr(str(value)).replace("\n", "\\n")
     text = repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."

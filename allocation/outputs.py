@@ -119,7 +119,7 @@ def checked_output_folder(out_dir: Path, *, given: bool = True) -> Iterator[Path
             "names an existing file; give a folder for the outputs",
             file="command line",
             field=field,
-            value=str(out_dir),
+            value=out_dir,
             has_value=True,
         )
     created: list[Path] = []
@@ -136,7 +136,7 @@ def checked_output_folder(out_dir: Path, *, given: bool = True) -> Iterator[Path
                 "can write to",
                 file="command line",
                 field=field,
-                value=str(out_dir),
+                value=out_dir,
                 has_value=True,
             ) from exc
         raise AllocationError(
