@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from allocation import __version__
-from allocation.cli_calibrate import add_calibration_commands, run_calibrate, run_whatif
+from allocation.cli_calibrate import (
+    add_calibration_commands,
+    join_negative_range,
+    run_calibrate,
+    run_whatif,
+)
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
@@ -353,6 +358,8 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["whatif"]:
+        argv = join_negative_range(argv)
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     try:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from allocation.errors import InputError
 
-__all__ = ["add_calibration_commands", "run_calibrate", "run_whatif"]
+__all__ = ["add_calibration_commands", "join_negative_range", "run_calibrate", "run_whatif"]
+
+_NEGATIVE_START = re.compile(r"^-(\d|\.\d)")
 
 
 def add_calibration_commands(commands: Any) -> None:
@@ -70,7 +73,8 @@ def add_calibration_commands(commands: Any) -> None:
         "--range",
         required=True,
         metavar="LO:HI",
-        help="lowest and highest value, such as 1:1000",
+        help="lowest and highest value, such as 1:1000; a negative LO such as -5:10 is "
+        "accepted too",
     )
     whatif.add_argument(
         "--steps",
@@ -99,6 +103,28 @@ def add_calibration_commands(commands: Any) -> None:
     whatif.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
     )
+
+
+def join_negative_range(argv: list[str]) -> list[str]:
+    """Return `argv` with ``--range -5:10`` written as ``--range=-5:10``.
+
+    argparse reads a separate argument that starts with ``-`` and is not a plain number
+    as an option, so ``-5:10`` would leave ``--range`` without its value.
+    """
+    joined: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--range":
+            value = next(arguments, None)
+            if value is not None and _NEGATIVE_START.match(value):
+                joined.append(f"--range={value}")
+                continue
+            joined.append(argument)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(argument)
+    return joined
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
