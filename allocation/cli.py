@@ -233,12 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate",
-        help="check workflow and system files without sweeping",
+        help="check workflow, system, studies and measurements files without sweeping",
         description="Check workflow and system files. With a workflow and a system "
-        "together, also check that pins, allowed devices, CPUs, links and pricing fit.",
+        "together, also check that pins, allowed devices, CPUs, links and pricing fit. A "
+        "studies file (top-level 'studies') and a measurements file (top-level "
+        "'measurements') are recognised by their keys and checked on their own.",
     )
     validate.add_argument(
-        "files", type=Path, nargs="+", metavar="FILE", help="workflow or system files to check"
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="workflow, system, studies or measurements files to check",
     )
     validate.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
@@ -890,6 +896,37 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def _validate_other_kind(path: Path, document: Any) -> bool:
+    """Check a studies or a measurements file with its own loader; False for other kinds.
+
+    The top-level key ``studies`` or ``measurements`` identifies the kind. A measurements
+    file also has ``workflow`` and ``system`` keys, so this check runs first.
+    """
+    from allocation.measurements import load_measurements
+    from allocation.studies import load_studies
+
+    if not isinstance(document, dict):
+        return False
+    if "studies" in document:
+        studies = load_studies(path)
+        print(
+            f"ok: {path}: studies file, {_count(len(studies.studies), 'study', 'studies')} "
+            "(allocation reevaluate and allocation serve sweep them)"
+        )
+        return True
+    if "measurements" in document:
+        measurements = load_measurements(path)
+        print(
+            f"ok: {path}: measurements {measurements.measurements!r} of workflow "
+            f"{measurements.workflow!r} on system {measurements.system!r}, "
+            f"{_count(len(measurements.runs), 'run')}, "
+            f"{_count(len(measurements.link_tests), 'link test')} "
+            "(allocation calibrate WORKFLOW SYSTEM MEASUREMENTS fits a system to them)"
+        )
+        return True
+    return False
+
+
 def _validate(args: argparse.Namespace) -> int:
     from allocation.catalog import load_cpu_catalog
     from allocation.compile import compile_problem, resolve_cpu
@@ -904,6 +941,8 @@ def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             document = read_document(path)
+            if _validate_other_kind(path, document):
+                continue
             is_system = (
                 isinstance(document, dict) and "system" in document and "workflow" not in document
             )
