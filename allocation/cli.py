@@ -650,11 +650,10 @@ def _run_sweep_flows(
             runner_address=address,
         )
 
-    kept = ", ".join(str(out_dir / ".chunks") for out_dir in out_dirs)
-    message = (
-        f"interrupted: the finished chunks are kept in {kept}; run the same command again to resume"
+    previous = signal.signal(
+        signal.SIGINT,
+        lambda signum, frame: _stop_sweep(_interrupted_message(out_dirs), server),
     )
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message, server))
     started = time.perf_counter()
     try:
         if len(studies) == 1:
@@ -664,6 +663,22 @@ def _run_sweep_flows(
         return _sweep_systems(args, studies, out_dirs, address, run_one, started)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_message(out_dirs: Sequence[Path]) -> str:
+    """Return the message of a sweep interrupted now, naming the stores with finished chunks."""
+    from allocation.chunk_store import STORE_DIR_NAME, has_finished_chunks
+
+    kept = [str(out_dir / STORE_DIR_NAME) for out_dir in out_dirs if has_finished_chunks(out_dir)]
+    if not kept:
+        return (
+            "interrupted before any chunk finished, so nothing is kept; the same command "
+            "starts again from the beginning"
+        )
+    return (
+        f"interrupted: the finished chunks are kept in {', '.join(kept)}; run the same command "
+        "again to resume"
+    )
 
 
 def _stop_sweep(message: str, server: LocalServer | None) -> None:
@@ -728,6 +743,16 @@ def _output_folders(args: argparse.Namespace, studies: list[Any]) -> list[Path]:
             )
         seen[name] = system
     parent = args.out if args.out is not None else Path("results")
+    if parent.exists() and not parent.is_dir():
+        raise InputError(
+            "names an existing file; with several systems --out is the folder that "
+            f"contains one output folder per system ({parent}/{names[0]}, ...), so give a "
+            "folder",
+            file="command line",
+            field="--out",
+            value=str(parent),
+            has_value=True,
+        )
     return [parent / name for name in names]
 
 
