@@ -31,7 +31,13 @@ from allocation.compile import CompiledProblem
 from allocation.estimate import Evaluation
 from allocation.sweep import ChunkResult, PartialFront
 
-__all__ = ["STORE_DIR_NAME", "ChunkStore", "plan_resumed_chunks", "problem_key"]
+__all__ = [
+    "STORE_DIR_NAME",
+    "ChunkStore",
+    "has_finished_chunks",
+    "plan_resumed_chunks",
+    "problem_key",
+]
 
 STORE_DIR_NAME = ".chunks"
 
@@ -93,6 +99,19 @@ def problem_key(
         digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
         digest.update(contiguous.tobytes())
     return digest.hexdigest()
+
+
+def has_finished_chunks(out_dir: Path) -> bool:
+    """Return whether the chunk store under `out_dir` contains a finished chunk."""
+    root = Path(out_dir) / STORE_DIR_NAME
+    if not root.is_dir():
+        return False
+    return any(
+        _CHUNK_FILE.match(entry.name)
+        for folder in root.iterdir()
+        if folder.is_dir()
+        for entry in folder.iterdir()
+    )
 
 
 class ChunkStore:

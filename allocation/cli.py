@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from allocation import __version__
-from allocation.cli_calibrate import add_calibration_commands, run_calibrate, run_whatif
+from allocation.cli_calibrate import (
+    add_calibration_commands,
+    join_negative_range,
+    run_calibrate,
+    run_whatif,
+)
 from allocation.cli_catalog import add_catalog_commands, run_catalog_command
 from allocation.cli_profile import add_profile_command, run_profile_command
 from allocation.errors import AllocationError, InputError
@@ -228,12 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate",
-        help="check workflow and system files without sweeping",
+        help="check workflow, system, studies and measurements files without sweeping",
         description="Check workflow and system files. With a workflow and a system "
-        "together, also check that pins, allowed devices, CPUs, links and pricing fit.",
+        "together, also check that pins, allowed devices, CPUs, links and pricing fit. A "
+        "studies file (top-level 'studies') and a measurements file (top-level "
+        "'measurements') are recognised by their keys and checked on their own.",
     )
     validate.add_argument(
-        "files", type=Path, nargs="+", metavar="FILE", help="workflow or system files to check"
+        "files",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="workflow, system, studies or measurements files to check",
     )
     validate.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
@@ -353,6 +364,8 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["whatif"]:
+        argv = join_negative_range(argv)
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
     try:
@@ -637,11 +650,10 @@ def _run_sweep_flows(
             runner_address=address,
         )
 
-    kept = ", ".join(str(out_dir / ".chunks") for out_dir in out_dirs)
-    message = (
-        f"interrupted: the finished chunks are kept in {kept}; run the same command again to resume"
+    previous = signal.signal(
+        signal.SIGINT,
+        lambda signum, frame: _stop_sweep(_interrupted_message(out_dirs), server),
     )
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop_sweep(message, server))
     started = time.perf_counter()
     try:
         if len(studies) == 1:
@@ -651,6 +663,22 @@ def _run_sweep_flows(
         return _sweep_systems(args, studies, out_dirs, address, run_one, started)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_message(out_dirs: Sequence[Path]) -> str:
+    """Return the message of a sweep interrupted now, naming the stores with finished chunks."""
+    from allocation.chunk_store import STORE_DIR_NAME, has_finished_chunks
+
+    kept = [str(out_dir / STORE_DIR_NAME) for out_dir in out_dirs if has_finished_chunks(out_dir)]
+    if not kept:
+        return (
+            "interrupted before any chunk finished, so nothing is kept; the same command "
+            "starts again from the beginning"
+        )
+    return (
+        f"interrupted: the finished chunks are kept in {', '.join(kept)}; run the same command "
+        "again to resume"
+    )
 
 
 def _stop_sweep(message: str, server: LocalServer | None) -> None:
@@ -715,6 +743,16 @@ def _output_folders(args: argparse.Namespace, studies: list[Any]) -> list[Path]:
             )
         seen[name] = system
     parent = args.out if args.out is not None else Path("results")
+    if parent.exists() and not parent.is_dir():
+        raise InputError(
+            "names an existing file; with several systems --out is the folder that "
+            f"contains one output folder per system ({parent}/{names[0]}, ...), so give a "
+            "folder",
+            file="command line",
+            field="--out",
+            value=str(parent),
+            has_value=True,
+        )
     return [parent / name for name in names]
 
 
@@ -883,6 +921,37 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def _validate_other_kind(path: Path, document: Any) -> bool:
+    """Check a studies or a measurements file with its own loader; False for other kinds.
+
+    The top-level key ``studies`` or ``measurements`` identifies the kind. A measurements
+    file also has ``workflow`` and ``system`` keys, so this check runs first.
+    """
+    from allocation.measurements import load_measurements
+    from allocation.studies import load_studies
+
+    if not isinstance(document, dict):
+        return False
+    if "studies" in document:
+        studies = load_studies(path)
+        print(
+            f"ok: {path}: studies file, {_count(len(studies.studies), 'study', 'studies')} "
+            "(allocation reevaluate and allocation serve sweep them)"
+        )
+        return True
+    if "measurements" in document:
+        measurements = load_measurements(path)
+        print(
+            f"ok: {path}: measurements {measurements.measurements!r} of workflow "
+            f"{measurements.workflow!r} on system {measurements.system!r}, "
+            f"{_count(len(measurements.runs), 'run')}, "
+            f"{_count(len(measurements.link_tests), 'link test')} "
+            "(allocation calibrate WORKFLOW SYSTEM MEASUREMENTS fits a system to them)"
+        )
+        return True
+    return False
+
+
 def _validate(args: argparse.Namespace) -> int:
     from allocation.catalog import load_cpu_catalog
     from allocation.compile import compile_problem, resolve_cpu
@@ -897,6 +966,8 @@ def _validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             document = read_document(path)
+            if _validate_other_kind(path, document):
+                continue
             is_system = (
                 isinstance(document, dict) and "system" in document and "workflow" not in document
             )

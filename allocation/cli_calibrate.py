@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from allocation.errors import InputError
+__all__ = ["add_calibration_commands", "join_negative_range", "run_calibrate", "run_whatif"]
 
-__all__ = ["add_calibration_commands", "run_calibrate", "run_whatif"]
+_NEGATIVE_START = re.compile(r"^-(\d|\.\d)")
 
 
 def add_calibration_commands(commands: Any) -> None:
@@ -70,7 +71,8 @@ def add_calibration_commands(commands: Any) -> None:
         "--range",
         required=True,
         metavar="LO:HI",
-        help="lowest and highest value, such as 1:1000",
+        help="lowest and highest value, such as 1:1000; a negative LO such as -5:10 is "
+        "accepted too",
     )
     whatif.add_argument(
         "--steps",
@@ -101,6 +103,28 @@ def add_calibration_commands(commands: Any) -> None:
     )
 
 
+def join_negative_range(argv: list[str]) -> list[str]:
+    """Return `argv` with ``--range -5:10`` written as ``--range=-5:10``.
+
+    argparse reads a separate argument that starts with ``-`` and is not a plain number
+    as an option, so ``-5:10`` would leave ``--range`` without its value.
+    """
+    joined: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument == "--range":
+            value = next(arguments, None)
+            if value is not None and _NEGATIVE_START.match(value):
+                joined.append(f"--range={value}")
+                continue
+            joined.append(argument)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(argument)
+    return joined
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     """Run `allocation calibrate`; return the exit status."""
     from allocation.calibrate import (
@@ -112,6 +136,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     )
     from allocation.loading import read_document
     from allocation.measurements import load_measurements, resolve_runs
+    from allocation.outputs import check_yaml_output_file
     from allocation.study import default_catalog_dir, load_study
 
     catalog_dir = Path(args.catalog) if args.catalog is not None else default_catalog_dir()
@@ -119,7 +144,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
     measurements = load_measurements(args.measurements)
     runs = resolve_runs(measurements, study.workflow, study.system, file=args.measurements)
     out = args.out if args.out is not None else Path(f"{Path(args.system).stem}-calibrated.yaml")
-    _check_out_file(out, [args.workflow, args.system, args.measurements])
+    check_yaml_output_file(
+        out,
+        inputs=[args.workflow, args.system, args.measurements],
+        companions=[out.with_suffix(".md")],
+    )
 
     calibration = calibrate(
         study.workflow,
@@ -156,38 +185,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(f"  {name} ({count}): {before * 100:.1f} % before, {after * 100:.1f} % after")
     print(f"Wrote {out} and {report_path}")
     return 0
-
-
-def _check_out_file(out: Path, inputs: list[Path]) -> None:
-    if not out.parent.is_dir():
-        raise InputError(
-            f"the folder {str(out.parent)!r} does not exist; create it or choose another path",
-            file="command line",
-            field="--out",
-            value=str(out),
-            has_value=True,
-        )
-    report = out.with_suffix(".md")
-    for path in inputs:
-        if path.exists() and any(
-            target.exists() and target.resolve() == path.resolve() for target in (out, report)
-        ):
-            raise InputError(
-                f"would overwrite the input file {str(path)!r}; choose another path",
-                file="command line",
-                field="--out",
-                value=str(out),
-                has_value=True,
-            )
-    if out.suffix.lower() not in (".yaml", ".yml"):
-        raise InputError(
-            "expected a file name ending in .yaml or .yml, because the calibrated system is "
-            "written as YAML",
-            file="command line",
-            field="--out",
-            value=str(out),
-            has_value=True,
-        )
 
 
 def _print_table(rows: list[list[str]]) -> None:

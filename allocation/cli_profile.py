@@ -158,6 +158,7 @@ def run_profile_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for key, value in _IDLE_BLAS_THREADS.items():
             os.environ.setdefault(key, value)
     from allocation.catalog import load_cpu_catalog
+    from allocation.outputs import check_yaml_output_file
     from allocation.profile import detect_local_cpu, render_workflow, write_workflow
     from allocation.study import default_catalog_dir
 
@@ -168,10 +169,8 @@ def run_profile_command(args: argparse.Namespace, argv: Sequence[str]) -> int:
             file="command line",
         )
     _check_mode_options(args)
-    if args.out is not None and args.out.is_dir():
-        raise InputError(
-            "is a directory; give the path of the workflow file to write", file=args.out
-        )
+    if args.out is not None:
+        check_yaml_output_file(args.out)
     catalog_dir = args.catalog if args.catalog is not None else default_catalog_dir()
     catalog = load_cpu_catalog(Path(catalog_dir) / "cpus.parquet")
     local = detect_local_cpu()

@@ -14,7 +14,9 @@ saved beside them as ``inputs.json``. `diff_evaluations` reports
 An input change is traced to a candidate when it can move one of the candidate's
 changed metrics and concerns a device the candidate uses (a price or CPU of that
 device), or every device (a workflow field, the reference CPU). This tracing names the
-possible causes of a change. It does not apportion the change between them.
+possible causes of a change. It does not apportion the change between them. A price row
+whose only change is its ``as_of`` date or ``source`` moves no metric, so it is listed
+apart and never named as a cause.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ class InputChange:
     devices: tuple[str, ...] | None
     """Devices whose estimates it concerns; None for every device."""
     metrics: tuple[str, ...]
-    """Metrics it can move."""
+    """Metrics it can move, none for a price row that only has a new date or source."""
 
     def concerns(self, devices: Iterable[str], metrics: Iterable[str]) -> bool:
         """Return whether this change can move one of `metrics` of a placement on `devices`."""
@@ -318,7 +320,8 @@ def _price_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Input
         for key in [*old_rows, *(k for k in new_rows if k not in old_rows)]:
             text = _price_row_change(old_rows.get(key), new_rows.get(key))
             if text:
-                changes.append(InputChange("pricing", f"{text}, {where}", (device,), _COST_METRICS))
+                moved = () if _redated_only(old_rows.get(key), new_rows.get(key)) else _COST_METRICS
+                changes.append(InputChange("pricing", f"{text}, {where}", (device,), moved))
 
         options_before = {k: v for k, v in before.items() if k != "price_rows"}
         options_after = {k: v for k, v in after.items() if k != "price_rows"}
@@ -327,6 +330,16 @@ def _price_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Input
             # An option such as usable_cores also sets the device's cores, so any metric.
             changes.append(InputChange("pricing", text, (device,), METRICS))
     return changes
+
+
+def _redated_only(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Return whether a price row changed in `as_of` or `source` and in nothing else."""
+    if old is None or new is None:
+        return False
+    provenance = ("as_of", "source")
+    return {k: v for k, v in old.items() if k not in provenance} == {
+        k: v for k, v in new.items() if k not in provenance
+    }
 
 
 def _price_row_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
@@ -470,10 +483,21 @@ def render_diff_md(diff: StudyDiff, study: str) -> str:
     lines += _recommendation_lines(diff)
 
     lines += ["", "## Inputs that changed", ""]
-    if diff.input_changes:
-        lines += [f"{i}. {_escape(c.text)}" for i, c in enumerate(diff.input_changes, 1)]
-    else:
+    numbered = _numbered_changes(diff)
+    redated = [c for c in diff.input_changes if not c.metrics]
+    if numbered:
+        lines += [f"{i}. {_escape(c.text)}" for i, c in enumerate(numbered, 1)]
+    elif not redated:
         lines.append("No input changed.")
+    else:
+        lines.append("No input that can move a metric changed.")
+    if redated:
+        lines += [
+            "",
+            "Price rows with a new date or source and unchanged prices (they move no metric):",
+            "",
+        ]
+        lines += [f"- {_escape(c.text)}" for c in redated]
 
     lines += ["", "## Front", ""]
     if not diff.same_stages:
@@ -524,8 +548,14 @@ def _cause_numbers(diff: StudyDiff, causes: Sequence[InputChange]) -> str:
     return f" (from {_numbered(diff, causes)})" if causes else ""
 
 
+def _numbered_changes(diff: StudyDiff) -> list[InputChange]:
+    """Return the input changes that can move a metric, in the numbered list's order."""
+    return [change for change in diff.input_changes if change.metrics]
+
+
 def _numbered(diff: StudyDiff, causes: Sequence[InputChange]) -> str:
-    numbers = [str(diff.input_changes.index(cause) + 1) for cause in causes]
+    numbered = _numbered_changes(diff)
+    numbers = [str(numbered.index(cause) + 1) for cause in causes]
     noun = "input change" if len(numbers) == 1 else "input changes"
     return f"{noun} {', '.join(numbers)}"
 
@@ -671,7 +701,11 @@ def _value(metric: str, value: float) -> str:
     if math.isnan(value):
         return "n/a"
     unit = _UNITS.get(metric, "bytes" if metric.endswith("_bytes") else "")
-    number = f"{value:,.0f}" if metric.endswith("_bytes") else f"{value:.6g}"
+    if metric.endswith("_bytes"):
+        number = f"{value:,.0f}"
+    else:
+        # Plain decimals to 6 significant digits: .6g would print 0.000102 but 9.5e-05.
+        number = format(Decimal(f"{value:.6g}").normalize(), "f")
     return f"{number} {unit}".rstrip()
 
 

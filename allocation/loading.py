@@ -38,6 +38,8 @@ __all__ = [
     "load_compare_file",
     "load_system",
     "load_workflow",
+    "parse_system",
+    "parse_workflow",
     "read_document",
     "read_input_bytes",
     "resolve_comparisons",
@@ -251,7 +253,11 @@ def read_input_bytes(path: str | Path, *, max_bytes: int, hint: str) -> bytes:
 
 def load_workflow(path: str | Path) -> Workflow:
     """Read and validate a workflow file; docs/guide.md describes the format."""
-    document = read_document(path)
+    return parse_workflow(read_document(path), path)
+
+
+def parse_workflow(document: Any, path: str | Path) -> Workflow:
+    """Validate a parsed workflow document; errors name `path` as the file."""
     workflow = _validate(Workflow, document, path, kind="workflow", key="workflow")
     _check_workflow_graph(workflow, path)
     return workflow
@@ -259,7 +265,11 @@ def load_workflow(path: str | Path) -> Workflow:
 
 def load_system(path: str | Path) -> System:
     """Read and validate a system file; docs/guide.md describes the format."""
-    document = read_document(path)
+    return parse_system(read_document(path), path)
+
+
+def parse_system(document: Any, path: str | Path) -> System:
+    """Validate a parsed system document; errors name `path` as the file."""
     system = _validate(System, document, path, kind="system", key="system")
     _check_system(system, path)
     return system

@@ -9,6 +9,8 @@ left in the output folder instead of writing through it.
 
 `checked_output_folder` runs before a sweep starts, so that an output folder that
 cannot be written fails at once, as the user's mistake (`InputError`, exit status 2).
+`check_yaml_output_file` does the same for the single YAML file that `allocation
+profile` and `allocation calibrate` write.
 A failure while the outputs are written, such as a full disk, is an `AllocationError`
 (exit status 1).
 """
@@ -21,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from allocation.errors import AllocationError, InputError
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "check_yaml_output_file",
     "checked_output_folder",
     "dataframe_to_arrow",
     "default_out_dir",
@@ -49,6 +52,8 @@ MAX_NAME_BYTES = 255
 APFS; NTFS counts 255 UTF-16 units)."""
 
 STAGING_PREFIX = ".staging-"
+
+_YAML_SUFFIXES = (".yaml", ".yml")
 
 # Errors that mean the location itself cannot hold the outputs: the user has to give
 # another one. Anything else (a full disk, an I/O error) is a failure of the machine.
@@ -400,3 +405,47 @@ def share_link(share_url: str | None, file_name: str) -> str | None:
             has_value=True,
         )
     return (Path(text).expanduser().resolve() / file_name).as_uri()
+
+
+def check_yaml_output_file(
+    out: Path, *, inputs: Sequence[Path] = (), companions: Sequence[Path] = ()
+) -> None:
+    """Check the `--out` file of a command that writes one YAML file, before it runs.
+
+    Parameters
+    ----------
+    out
+        The YAML file to write. It may exist, and is then replaced.
+    inputs
+        Files the command reads, which neither `out` nor a companion may overwrite.
+    companions
+        Other files written beside `out`, such as the report of `allocation calibrate`.
+
+    Raises
+    ------
+    InputError
+        When `out` is a folder, does not end in .yaml or .yml, lies in a folder that does
+        not exist, or would overwrite one of `inputs`.
+    """
+    if out.is_dir():
+        raise _out_error(out, "is a folder; give the path of the YAML file to write")
+    if out.suffix.lower() not in _YAML_SUFFIXES:
+        raise _out_error(
+            out, "expected a file name ending in .yaml or .yml, because the file is YAML"
+        )
+    if not out.parent.is_dir():
+        raise _out_error(
+            out,
+            f"the folder {str(out.parent)!r} does not exist; create it or choose another path",
+        )
+    for path in inputs:
+        if path.exists() and any(
+            target.exists() and target.resolve() == path.resolve() for target in (out, *companions)
+        ):
+            raise _out_error(
+                out, f"would overwrite the input file {str(path)!r}; choose another path"
+            )
+
+
+def _out_error(out: Path, message: str) -> InputError:
+    return InputError(message, file="command line", field="--out", value=str(out), has_value=True)

@@ -433,6 +433,45 @@ def _pricing_list(summary: SweepSummary) -> str:
     return "\n".join(lines)
 
 
+def _calibration_list(summary: SweepSummary) -> str:
+    """Return the calibration fields the system sets as a list, or "" when it sets none."""
+    system = summary.system
+    lines = []
+    for device in system.devices:
+        factors = []
+        if device.speed_factor is not None:
+            factors.append(f"speed\\_factor {format_significant(device.speed_factor, 6)}")
+        for stage_class, factor in (device.class_speed_factors or {}).items():
+            factors.append(
+                f"{escape_markdown(stage_class)} speed factor {format_significant(factor, 6)}"
+            )
+        if factors:
+            lines.append(f"- Device {escape_markdown(device.id)}: {', '.join(factors)}")
+    if system.core_scaling_exponent is not None:
+        exponent = format_significant(system.core_scaling_exponent, 6)
+        lines.append(
+            f"- core\\_scaling\\_exponent {exponent}: a stage's time is proportional to "
+            f"1 / min(threads, cores)^{exponent}"
+        )
+    for link in system.links:
+        if link.overhead_ms:
+            overhead = format_significant(link.overhead_ms, 6)
+            lines.append(
+                f"- Link {escape_markdown(link.between[0])} – "
+                f"{escape_markdown(link.between[1])}: overhead\\_ms {overhead}, so {overhead} ms "
+                "is added to every transfer over it"
+            )
+    if not lines:
+        return ""
+    intro = (
+        "The system file sets these fields, which `allocation calibrate` fits to measured "
+        "runs (docs/calibration.md), and the estimates above use them. A speed factor "
+        "divides the stage times on its device, and a class speed factor applies on top "
+        "of the device's speed\\_factor."
+    )
+    return "\n".join([intro, "", *lines])
+
+
 def _inputs_list(summary: SweepSummary) -> str:
     lines = []
     for name, value in summary.inputs.items():
@@ -946,6 +985,9 @@ def render_report_md(summary: SweepSummary) -> str:
     price_rows = _price_rows_section(summary)
     if price_rows:
         sections += ["### Prices used", price_rows]
+    calibration = _calibration_list(summary)
+    if calibration:
+        sections += ["### Calibration", calibration]
     if summary.inputs:
         sections += ["## Inputs", _inputs_list(summary)]
     sections += ["## Patterns", _patterns_note(summary)]

@@ -23,17 +23,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from allocation.catalog import CpuCatalog
 from allocation.compile import CompiledProblem, compile_problem, resolve_cpu
 from allocation.errors import InputError
 from allocation.estimate import evaluate_placements
 from allocation.explain import recommend
-from allocation.model import SCORE_FIGURES, System, Workflow
+from allocation.loading import parse_system, parse_workflow
+from allocation.model import SCORE_FIGURES, System
 from allocation.sweep import sweep_in_process
 
-__all__ = ["Change", "Point", "WhatIf", "apply_parameter", "placement_text", "run_what_if"]
+__all__ = [
+    "Change",
+    "Point",
+    "WhatIf",
+    "apply_parameter",
+    "is_whole_number_parameter",
+    "placement_text",
+    "run_what_if",
+]
 
 _INDEXED = re.compile(r"^(links|devices|edges|stages)\[([^\]]+)\]\.(.+)$")
 _ALL = re.compile(r"^(edges|stages)\.\*\.(bytes|time_s)$")
@@ -83,6 +91,8 @@ class WhatIf:
     device_ids: tuple[str, ...]
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Per grid value and candidate: ``value``, ``candidate``, ``latency_s``, ``cost_usd``."""
+    whole_numbers: bool = False
+    """Whether the parameter takes whole numbers only, so that only whole values were evaluated."""
 
 
 def placement_text(
@@ -116,7 +126,8 @@ def apply_parameter(
     Raises
     ------
     InputError
-        For a path that names no supported field.
+        For a path that names no supported field, or a value that is not a whole number
+        for a parameter that takes whole numbers (`is_whole_number_parameter`).
     """
     workflow = copy.deepcopy(workflow_document)
     system = copy.deepcopy(system_document)
@@ -131,7 +142,7 @@ def apply_parameter(
             item[name] = round(scaled) if name == "bytes" else scaled
         return workflow, system
     if path == "runs_per_month":
-        system["runs_per_month"] = round(value)
+        system["runs_per_month"] = _whole(value, path)
         return workflow, system
 
     indexed = _INDEXED.match(path)
@@ -144,11 +155,11 @@ def apply_parameter(
     if section == "links" and rest in ("bandwidth_mbps", "latency_ms", "overhead_ms"):
         item[rest] = value
     elif section == "edges" and rest == "bytes":
-        item["bytes"] = round(value)
+        item["bytes"] = _whole(value, path)
     elif section == "stages" and rest == "time_s":
         item["time_s"] = value
     elif section == "devices" and rest in ("speed_factor", "cores"):
-        item[rest] = round(value) if rest == "cores" else value
+        item[rest] = _whole(value, path) if rest == "cores" else value
     elif section == "devices" and rest.startswith("cpu.") and rest[4:] in SCORE_FIGURES:
         item["cpu"] = _inline_cpu(item, catalog, path)
         item["cpu"][rest[4:]] = value
@@ -168,11 +179,51 @@ def apply_parameter(
                 has_value=True,
             )
         item["pricing"][option] = (
-            round(value) if isinstance(item["pricing"][option], int) else value
+            _whole(value, path) if _is_whole(item["pricing"][option]) else value
         )
     else:
         raise _path_error(path)
     return workflow, system
+
+
+def is_whole_number_parameter(
+    workflow_document: dict[str, Any], system_document: dict[str, Any], path: str
+) -> bool:
+    """Return True when the parameter at `path` takes whole numbers only.
+
+    These are ``runs_per_month``, ``devices[ID].cores``, ``edges[I].bytes`` and a pricing
+    option that the system file writes as a whole number (``memory_mb: 5120``). A pricing
+    option written with a decimal point (``usd_per_gb_in: 0.0``) takes any number.
+    """
+    if path == "runs_per_month":
+        return True
+    indexed = _INDEXED.match(path)
+    if not indexed:
+        return False
+    section, key, rest = indexed.groups()
+    if (section, rest) in (("devices", "cores"), ("edges", "bytes")):
+        return True
+    if section != "devices" or not rest.startswith("pricing."):
+        return False
+    device = _find_item(system_document.get("devices", []), key, path)
+    pricing = device.get("pricing")
+    return isinstance(pricing, dict) and _is_whole(pricing.get(rest[len("pricing.") :]))
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _whole(value: float, path: str) -> int:
+    if not float(value).is_integer():
+        raise InputError(
+            f"{path} takes whole numbers only",
+            file="command line",
+            field="--range",
+            value=value,
+            has_value=True,
+        )
+    return int(value)
 
 
 def _path_error(path: str) -> InputError:
@@ -236,6 +287,8 @@ def run_what_if(
     log: bool = False,
     tolerance: float = 1e-4,
     catalog_dir: Path | None = None,
+    workflow_file: str | Path = "workflow file",
+    system_file: str | Path = "system file",
 ) -> WhatIf:
     """Sweep `parameter` from `low` to `high` and find where the candidates change.
 
@@ -247,9 +300,13 @@ def run_what_if(
         A path accepted by `apply_parameter`.
     low, high, steps, log
         The grid: `steps` values from `low` to `high`, evenly spaced, on a log scale when
-        `log` is True.
+        `log` is True. For a parameter that takes whole numbers, `low` and `high` must be
+        whole and the grid's values are rounded to whole numbers, so it may have fewer
+        than `steps` values.
     tolerance
         Relative width to which each change is bracketed.
+    workflow_file, system_file
+        Names of the input files, for error messages.
 
     Returns
     -------
@@ -257,21 +314,45 @@ def run_what_if(
         The grid, the changes in increasing order of value, and the latency and cost of
         every placement that is on the front anywhere on the grid.
 
+    Raises
+    ------
+    InputError
+        For a parameter the command cannot vary, or a range with a value that the input
+        rules or the pricing provider reject (the message names the field and the rule).
+
     Notes
     -----
     Between two neighbouring values with a different front (or recommendation) the
     interval is halved (geometrically when `log`) while both halves' ends differ,
-    until it is narrower than ``tolerance × value``. A change and its reversal that both
-    fall between two grid values leave the ends equal and are not found; more steps
-    find them.
+    until it is narrower than ``tolerance × value``, or, for whole numbers, until the
+    ends are neighbouring whole numbers. A change and its reversal that both fall
+    between two grid values leave the ends equal and are not found; more steps find
+    them.
     """
+    whole_numbers = is_whole_number_parameter(workflow_document, system_document, parameter)
+    if whole_numbers and not (float(low).is_integer() and float(high).is_integer()):
+        raise InputError(
+            f"{parameter} takes whole numbers only, so LO and HI must be whole numbers, "
+            "such as 1:8",
+            file="command line",
+            field="--range",
+            value=f"{low:g}:{high:g}",
+            has_value=True,
+        )
     cache: dict[float, Point] = {}
     problems: dict[float, CompiledProblem] = {}
 
     def evaluate(value: float) -> Point:
         if value not in cache:
             problem = _compiled(
-                workflow_document, system_document, catalog, parameter, value, catalog_dir
+                workflow_document,
+                system_document,
+                catalog,
+                parameter,
+                value,
+                (low, high),
+                (workflow_file, system_file),
+                catalog_dir,
             )
             problems[value] = problem
             cache[value] = _point(problem, system_document, value)
@@ -279,6 +360,11 @@ def run_what_if(
 
     values = (np.geomspace(low, high, steps) if log else np.linspace(low, high, steps)).tolist()
     values[0], values[-1] = low, high
+    if whole_numbers:
+        values = sorted({float(round(value)) for value in values})
+    # Evaluate both ends first, so that a range the input rules reject fails early.
+    evaluate(values[0])
+    evaluate(values[-1])
     grid = [evaluate(value) for value in values]
     changes = []
     for kind, key in (
@@ -286,7 +372,7 @@ def run_what_if(
         ("recommended", lambda p: p.recommended),
     ):
         for below, above in itertools.pairwise(grid):
-            changes += _bisect(evaluate, below, above, key, kind, tolerance, log)
+            changes += _bisect(evaluate, below, above, key, kind, tolerance, log, whole_numbers)
     changes.sort(key=lambda change: (change.value, change.kind))
 
     first = next(iter(problems.values()))
@@ -308,7 +394,15 @@ def run_what_if(
                     "recommended": placement == point.recommended,
                 }
             )
-    return WhatIf(parameter, grid, changes, first.stage_ids, first.device_ids, pd.DataFrame(rows))
+    return WhatIf(
+        parameter,
+        grid,
+        changes,
+        first.stage_ids,
+        first.device_ids,
+        pd.DataFrame(rows),
+        whole_numbers,
+    )
 
 
 def _compiled(
@@ -317,24 +411,38 @@ def _compiled(
     catalog: CpuCatalog,
     parameter: str,
     value: float,
+    bounds: tuple[float, float],
+    files: tuple[str | Path, str | Path],
     catalog_dir: Path | None,
 ) -> CompiledProblem:
+    """Apply the value, validate both documents as their loaders do, and compile them.
+
+    The pricing providers check their own options while the problem is compiled.
+    """
     workflow_doc, system_doc = apply_parameter(
         workflow_document, system_document, parameter, value, catalog
     )
     try:
-        workflow = Workflow.model_validate(workflow_doc)
-        system = System.model_validate(system_doc)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in error["loc"])
+        workflow = parse_workflow(workflow_doc, files[0])
+        system = parse_system(system_doc, files[1])
+        return compile_problem(
+            workflow,
+            system,
+            catalog,
+            workflow_file=files[0],
+            system_file=files[1],
+            catalog_dir=catalog_dir,
+        )
+    except InputError as exc:
+        where = f"{exc.field} in {exc.file}" if exc.field else str(exc.file)
         raise InputError(
-            f"setting {parameter} to {value:.6g} makes {where} invalid ({error['msg']}); "
-            "narrow the range",
+            f"with {parameter} = {value:g}, {where} is invalid: {exc.detail}; "
+            "give a range inside the field's limits",
             file="command line",
             field="--range",
+            value=f"{bounds[0]:g}:{bounds[1]:g}",
+            has_value=True,
         ) from None
-    return compile_problem(workflow, system, catalog, catalog_dir=catalog_dir)
 
 
 def _point(problem: CompiledProblem, system_document: dict[str, Any], value: float) -> Point:
@@ -364,6 +472,7 @@ def _bisect(
     kind: str,
     tolerance: float,
     log: bool,
+    whole_numbers: bool,
 ) -> list[Change]:
     changes = []
     stack = [(below, above)]
@@ -371,10 +480,15 @@ def _bisect(
         low, high = stack.pop()
         if key(low) == key(high):
             continue
-        if high.value - low.value <= tolerance * max(abs(low.value), abs(high.value)):
+        width = high.value - low.value
+        if width <= tolerance * max(abs(low.value), abs(high.value)) or (
+            whole_numbers and width <= 1
+        ):
             changes.append(Change(kind, low, high))
             continue
         middle = math.sqrt(low.value * high.value) if log else (low.value + high.value) / 2
+        if whole_numbers:
+            middle = float(min(max(round(middle), low.value + 1), high.value - 1))
         point = evaluate(middle)
         stack += [(point, high), (low, point)]
     return changes
@@ -426,11 +540,15 @@ def run_whatif_command(args: argparse.Namespace) -> int:
         log=args.log,
         tolerance=args.tolerance,
         catalog_dir=catalog_dir,
+        workflow_file=args.workflow,
+        system_file=args.system,
     )
     out = args.out
     if out is None:
         out = Path("results") / f"{study.workflow.workflow}--{study.system.system}--whatif"
     files = write_outputs(result, Path(out), log=args.log)
+    if result.whole_numbers:
+        print(whole_number_note(result))
     for change in result.changes:
         print(describe_change(change, result))
     if not result.changes:
@@ -439,6 +557,15 @@ def run_whatif_command(args: argparse.Namespace) -> int:
         )
     print(f"Wrote {', '.join(str(path) for path in files)}", file=sys.stderr)
     return 0
+
+
+def whole_number_note(result: WhatIf) -> str:
+    """Return the sentence that tells the user only whole values were evaluated."""
+    return (
+        f"{result.parameter} takes whole numbers only, so {len(result.grid)} whole values "
+        f"from {result.grid[0].value:g} to {result.grid[-1].value:g} were evaluated, and "
+        "each change lies between two whole values."
+    )
 
 
 def describe_change(change: Change, result: WhatIf) -> str:
@@ -451,13 +578,16 @@ def describe_change(change: Change, result: WhatIf) -> str:
             else placement_text(placement, result.stage_ids, result.device_ids)
         )
 
-    where = (
-        f"{result.parameter} = {change.value:.6g} "
-        f"(between {change.below.value:.6g} and {change.above.value:.6g})"
-    )
+    if result.whole_numbers:
+        where = f"{result.parameter} between {change.below.value:.6g} and {change.above.value:.6g}"
+    else:
+        where = (
+            f"{result.parameter} = {change.value:.6g} "
+            f"(between {change.below.value:.6g} and {change.above.value:.6g})"
+        )
     if change.kind == "recommended":
         before, after = name(change.below.recommended), name(change.above.recommended)
-        return f"{where}: recommended {before} -> {after}"
+        return f"{where}: the recommended candidate changes from {before} to {after}"
     entered = sorted(change.above.front - change.below.front)
     left = sorted(change.below.front - change.above.front)
     parts = []

@@ -7,9 +7,9 @@ from pathlib import Path
 import altair as alt
 
 from allocation.charts import chart_png, write_chart_html
-from allocation.whatif import WhatIf, describe_change, placement_text
+from allocation.whatif import WhatIf, describe_change, placement_text, whole_number_note
 
-__all__ = ["what_if_chart", "write_outputs"]
+__all__ = ["report_markdown", "what_if_chart", "write_outputs"]
 
 
 def what_if_chart(result: WhatIf, *, log: bool) -> alt.VConcatChart:
@@ -48,29 +48,30 @@ def what_if_chart(result: WhatIf, *, log: bool) -> alt.VConcatChart:
     )
 
 
-def _markdown(result: WhatIf) -> str:
+def report_markdown(result: WhatIf) -> str:
+    """Return report.md: the changes and the front and recommendation at each value."""
     low, high = result.grid[0].value, result.grid[-1].value
-    lines = [
-        f"# What if {result.parameter} changes",
-        "",
-        f"{len(result.grid)} values from {low:g} to {high:g}; each change is bracketed by "
-        "bisection between two values no further apart than the tolerance.",
-        "",
-        "## Changes",
-        "",
-    ]
+    if result.whole_numbers:
+        grid_text = whole_number_note(result)
+    else:
+        grid_text = (
+            f"{len(result.grid)} values from {low:g} to {high:g}; each change is bracketed by "
+            "bisection between two values no further apart than the tolerance."
+        )
+    lines = [f"# What if {result.parameter} changes", "", grid_text, "", "## Changes", ""]
     if result.changes:
         lines += ["| value | below | above | change |", "|---|---|---|---|"]
         for change in result.changes:
             text = describe_change(change, result).split(": ", 1)[1].replace("|", "\\|")
+            # A whole-number parameter has no value between the two ends.
+            value = "–" if result.whole_numbers else f"{change.value:.6g}"
             lines.append(
-                f"| {change.value:.6g} | {change.below.value:.6g} | {change.above.value:.6g} | "
-                f"{change.kind}: {text} |"
+                f"| {value} | {change.below.value:.6g} | {change.above.value:.6g} | {text} |"
             )
     else:
         lines.append("The front and the recommendation are the same over the whole range.")
     lines += ["", "## Front and recommendation at each value", ""]
-    lines += ["| value | front size | recommended |", "|---|---|---|"]
+    lines += ["| value | front size | recommended candidate |", "|---|---|---|"]
     for point in result.grid:
         recommended = (
             "none"
@@ -91,7 +92,7 @@ def write_outputs(result: WhatIf, out_dir: Path, *, log: bool) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = what_if_chart(result, log=log)
     paths = [out_dir / name for name in ("report.md", "chart.html", "chart.png", "curves.parquet")]
-    paths[0].write_text(_markdown(result), encoding="utf-8")
+    paths[0].write_text(report_markdown(result), encoding="utf-8")
     write_chart_html(chart, paths[1])
     paths[2].write_bytes(chart_png(chart))
     result.curves.to_parquet(paths[3], index=False)

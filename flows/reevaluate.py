@@ -53,6 +53,7 @@ __all__ = [
     "diff_artifact_key",
     "read_state",
     "reevaluate",
+    "sweep_reason",
 ]
 
 STATE_FILE = "state.json"
@@ -73,7 +74,8 @@ class StudyStatus:
 
     name: str
     status: str
-    """``first`` (no earlier evaluation), ``changed`` (swept again) or ``unchanged``."""
+    """``first`` (no earlier evaluation), ``changed`` (swept again), ``forced`` (unchanged but
+    swept again because of ``force``) or ``unchanged``."""
     out_dir: str
     changed_parts: list[str] = field(default_factory=list)
     """Fingerprint parts that differ from the last evaluation (see `StudyFingerprint`)."""
@@ -146,11 +148,8 @@ def reevaluate(
 
         # Keep the current evaluation, then sweep into the study's folder.
         has_previous = _keep_previous(study_out)
-        logger.info(
-            "%s: %s; sweeping",
-            entry.name,
-            "no earlier evaluation" if record is None else f"changed: {', '.join(changed)}",
-        )
+        status, reason = sweep_reason(record, changed)
+        logger.info("%s: %s; sweeping", entry.name, reason)
         outcome = sweep(
             workflow_path=str(entry.workflow),
             system_path=str(entry.system),
@@ -178,7 +177,7 @@ def reevaluate(
             "parts_sha256": fingerprint.sha256,
             "evaluated_at": evaluated_at,
             "last_checked_at": evaluated_at,
-            "last_status": "first" if record is None else "changed",
+            "last_status": status,
             "flow_run_id": _flow_run_id(),
             "out_dir": str(study_out),
             "recommended": outcome.recommended,
@@ -187,7 +186,7 @@ def reevaluate(
         statuses.append(
             StudyStatus(
                 entry.name,
-                "first" if record is None else "changed",
+                status,
                 str(study_out),
                 changed_parts=changed,
                 recommended=outcome.recommended,
@@ -252,6 +251,18 @@ def read_state(path: Path) -> dict[str, Any]:
         )
     state.setdefault("studies", {})
     return state
+
+
+def sweep_reason(record: dict[str, Any] | None, changed: list[str]) -> tuple[str, str]:
+    """Return the status of a study that is swept, and the reason for the log.
+
+    `changed` is what `_changed_parts` returns. It is empty only when the sweep is forced.
+    """
+    if record is None:
+        return "first", "no earlier evaluation"
+    if changed:
+        return "changed", f"changed: {', '.join(changed)}"
+    return "forced", "inputs unchanged, sweep forced (--force)"
 
 
 def _changed_parts(

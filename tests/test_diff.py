@@ -179,3 +179,40 @@ def test_record_read_reports_missing_files(tmp_path: Path) -> None:
 
     with pytest.raises(AllocationError, match="cannot read the evaluation"):
         EvaluationRecord.read(tmp_path)
+
+
+def test_redated_price_row_not_a_cause(
+    price_rise: tuple[EvaluationRecord, EvaluationRecord],
+) -> None:
+    old, new = price_rise
+    old_inputs = copy.deepcopy(old.inputs)
+    redated = {**PRICE_ROW, "dimension": "requests", "unit": "request", "usd_per_unit": 2e-7}
+    old_inputs["pricing"]["lam"]["price_rows"].append(redated)
+    new.inputs["pricing"]["lam"]["price_rows"].append(
+        {**redated, "as_of": "2026-10-01", "source": "price list of October"}
+    )
+    diff = diff_evaluations(EvaluationRecord(old.front, old.run, old_inputs, old.patterns), new)
+    redated_change = next(c for c in diff.input_changes if "requests" in c.text)
+    markdown = render_diff_md(diff, "two--three")
+
+    assert redated_change.metrics == ()
+    assert all(redated_change not in change.causes for change in diff.changed)
+    assert diff.recommendation is not None
+    assert redated_change not in diff.recommendation.causes
+    assert "Price rows with a new date or source and unchanged prices" in markdown
+    assert "- aws lambda arm64 requests price in ap-northeast-1: rate unchanged" in markdown
+    assert "(from input change 1)" in markdown
+
+
+def test_metric_numbers_in_plain_decimals() -> None:
+    front = [("lam", "lam"), ("edge", "lam")]
+    old = EvaluationRecord(
+        _table(front, 1).assign(cost_usd=[0.000102, 0.0000950]), {}, INPUTS, None
+    )
+    new = EvaluationRecord(
+        _table(front, 1).assign(cost_usd=[0.0000950, 0.000102]), {}, INPUTS, None
+    )
+    markdown = render_diff_md(diff_evaluations(old, new), "two--three")
+
+    assert "e-05" not in markdown
+    assert "cost_usd 0.000102 USD → 0.000095 USD" in markdown
