@@ -170,14 +170,17 @@ def plan_contention(
         if pair is None:
             edge_partners = None
             edge_transfer_s = _fold_transfer_times(
-                edge_transfer_s, edge_bytes, link_fixed_s, link_s_per_byte, frames,
-                max_time_s, system_file,
-            )  # fmt: skip
+                edge_transfer_s,
+                edge_bytes,
+                link_fixed_s,
+                link_s_per_byte,
+                frames,
+                max_time_s,
+                system_file,
+            )
         else:
             e, f = pair
-            names = [
-                f"{stage_ids[edge_source[i]]} -> {stage_ids[edge_target[i]]}" for i in (e, f)
-            ]
+            names = [f"{stage_ids[edge_source[i]]} -> {stage_ids[edge_target[i]]}" for i in (e, f)]
             reasons.append(
                 f"contention between transfers that may run at the same time ({names[0]!r} "
                 f"and {names[1]!r} may share a link)"

@@ -212,9 +212,10 @@ def _reference_contention(
             link = link_of[frozenset((placement[e.source], placement[e.target]))]
             shared_bytes = 0
             for f in workflow.edges:
-                same_link = placement[f.source] != placement[f.target] and link_of[
-                    frozenset((placement[f.source], placement[f.target]))
-                ] is link
+                same_link = (
+                    placement[f.source] != placement[f.target]
+                    and link_of[frozenset((placement[f.source], placement[f.target]))] is link
+                )
                 overlap = f is e or not (reaches(e.target, f.source) or reaches(f.target, e.source))
                 if same_link and overlap:
                     shared_bytes += min(e.bytes, f.bytes)
