@@ -48,14 +48,14 @@ the compiled problem, so a workflow with more parallel work than this is rejecte
 
 @dataclass(frozen=True, eq=False)
 class ContentionPlan:
-    """What contended times need beyond the uncontended arrays of a compiled problem.
+    """Data that contended times need beyond the uncontended arrays of a compiled problem.
 
     A plan exists only when some contended time depends on the assignment. Shapes use
     S stages, D devices and E edges.
     """
 
     reason: str
-    """Which two stages or edges may share a device or link, as a sentence fragment."""
+    """Sentence fragment naming two stages or edges that may share a device or link."""
     concurrent_frames: int
     stage_partners: tuple[np.ndarray, ...] | None
     """Per stage, the stages that may run at the same time on a device they may share.
@@ -79,7 +79,7 @@ class ContentionPlan:
     """(D, D) ``8 / (bandwidth_mbps × 10**6)`` of the link between two devices."""
 
     def describe(self) -> dict[str, object]:
-        """Return the settings and pair counts, for keys that identify a problem."""
+        """Return the frames and the pairs, for keys that identify a problem."""
         return {
             "concurrent_frames": self.concurrent_frames,
             "stage_pairs": None
@@ -407,7 +407,7 @@ def _fold_stage_times(
     if frames == 1:
         return stage_time_s  # max(1, min(threads, c) / c) is 1
     folded = stage_time_s * np.maximum(1.0, frames * stage_cores_used / device_cores[None, :])
-    _check_folded(folded, max_time_s, system_file)
+    _check_folded(folded, frames, max_time_s, system_file)
     return folded
 
 
@@ -427,16 +427,16 @@ def _fold_transfer_times(
     for e in range(len(edge_bytes)):
         times = link_fixed_s + (frames * float(edge_bytes[e])) * link_s_per_byte
         folded[e][used[e]] = times[used[e]]
-    _check_folded(folded, max_time_s, system_file)
+    _check_folded(folded, frames, max_time_s, system_file)
     return folded
 
 
-def _check_folded(times: np.ndarray, max_time_s: float, system_file: str) -> None:
+def _check_folded(times: np.ndarray, frames: int, max_time_s: float, system_file: str) -> None:
     if np.any(times > max_time_s):
         raise InputError(
-            f"with these concurrent frames a stage or transfer takes {np.nanmax(times):.6g} s, "
-            f"more than the {max_time_s:.0e} s accepted; lower concurrent_frames or check "
-            "the stage times and links",
+            f"with {frames} concurrent frames a stage or transfer takes "
+            f"{np.nanmax(times):.6g} s, more than the {max_time_s:.0e} s accepted; lower "
+            "concurrent_frames or check the stage times and links",
             file=system_file,
             field="contention.concurrent_frames",
         )

@@ -1,8 +1,8 @@
 """The contention model: hand-computed numbers, the reference, the kernel and the exact method.
 
-A small DAG checks the formulas with numbers: two 2-thread stages that may run at the
-same time on a 2-core device take twice as long, and transfers of 1 MB and 3 MB that
-start together over one link wait for 2 MB and 4 MB. Random problems with a contention
+A small DAG checks the formulas with numbers. Two 2-thread stages that may run at the
+same time on a 2-core device take twice as long. Transfers of 1 MB and 3 MB that start
+together over one link wait for 2 MB and 4 MB. Random problems with a contention
 block must match the slow reference; chains fold the contention into the compiled
 arrays, so the compiled kernel and the exact method still apply to them.
 """
