@@ -90,7 +90,7 @@ class CompiledProblem:
     cpus: dict[str, Cpu] = field(default_factory=dict)
     """The CPU of the reference PC (key ``measured_on``) and of every device, by id."""
     contention: ContentionPlan | None = None
-    """The contention that depends on the assignment; None when there is none.
+    """Plan of the contention that depends on the assignment, or None when there is none.
 
     Contention that does not depend on it is folded into ``stage_time_s`` and
     ``edge_transfer_s``, which otherwise hold uncontended times.
@@ -443,8 +443,8 @@ def _link_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the fixed seconds, seconds per byte and link number of each device pair.
 
-    Each array has shape (D, D). A pair without a link has NaN times and link -1; the
-    diagonal has times 0 and link -1.
+    Each array has shape (D, D). A pair without a link has NaN times and link -1, and
+    the diagonal has times 0 and link -1.
     """
     n_devices = len(system.devices)
     latency_s = np.full((n_devices, n_devices), np.nan)

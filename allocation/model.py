@@ -258,7 +258,7 @@ class CompareFile(_Strict):
 class Contention(_Strict):
     """Sharing of cores and links between work that may run at the same time.
 
-    Absent from a system, nothing is shared. docs/contention.md gives the formulas.
+    Without the block in a system, nothing is shared. docs/contention.md gives the formulas.
     """
 
     cpu: bool = True
@@ -266,7 +266,7 @@ class Contention(_Strict):
     links: bool = True
     """Transfers that may run at the same time over one link share its bandwidth."""
     concurrent_frames: int = Field(default=1, ge=1, le=10_000)
-    """Frames processed at once; each one multiplies the demand on cores and links."""
+    """Frames processed at once. Each one multiplies the demand on cores and links."""
 
 
 def _default_objectives() -> list[Objective]:
