@@ -144,9 +144,10 @@ def calibrate(
     """
 
     def compiled(candidate: System) -> CompiledProblem:
+        # Measured runs are compared with uncontended estimates (see the warning below).
         return compile_problem(
             workflow,
-            candidate,
+            candidate.model_copy(update={"contention": None}),
             catalog,
             workflow_file=workflow_file,
             system_file=system_file,
@@ -164,6 +165,13 @@ def calibrate(
             field="runs",
         )
     warnings: list[str] = []
+    if system.contention is not None:
+        warnings.append(
+            "the system's contention block is left out of the fit and the residuals: "
+            "estimates are compared with the measured times without contention, so "
+            "measure runs with one frame at a time and no stages running in parallel; "
+            "the calibrated system keeps the block"
+        )
     document = _copy(system_document)
 
     # Stage times: the arrays without speed factors, linear and with alpha = 0.

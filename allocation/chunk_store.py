@@ -82,6 +82,8 @@ def problem_key(
         "sample_fraction": float(sample_fraction).hex(),
         "inputs": {name: entry.get("sha256") for name, entry in sorted((inputs or {}).items())},
     }
+    if problem.contention is not None:
+        header["contention"] = problem.contention.describe()
     digest.update(json.dumps(header, sort_keys=True, default=str).encode("utf-8"))
     arrays = [
         problem.stage_time_s,

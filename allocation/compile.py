@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from allocation.catalog import Cpu, CpuCatalog
+from allocation.contention import ContentionPlan, plan_contention
 from allocation.errors import InputError
 from allocation.loading import check_pair
 from allocation.model import Device, InlineCpu, Stage, System, Workflow
@@ -88,6 +89,12 @@ class CompiledProblem:
     objectives: tuple[str, ...]
     cpus: dict[str, Cpu] = field(default_factory=dict)
     """The CPU of the reference PC (key ``measured_on``) and of every device, by id."""
+    contention: ContentionPlan | None = None
+    """Plan of the contention that depends on the assignment, or None when there is none.
+
+    Contention that does not depend on it is folded into ``stage_time_s`` and
+    ``edge_transfer_s``, which otherwise hold uncontended times.
+    """
 
     @property
     def n_stages(self) -> int:
@@ -98,6 +105,15 @@ class CompiledProblem:
     def n_devices(self) -> int:
         """Number of devices."""
         return len(self.device_ids)
+
+    @property
+    def contention_reason(self) -> str | None:
+        """Why contended times depend on the assignment, or None when they do not.
+
+        Only the vectorised estimator applies such contention, so the compiled kernel
+        and the exact method do not handle a problem with a reason.
+        """
+        return None if self.contention is None else self.contention.reason
 
     @property
     def space_size(self) -> int:
@@ -218,6 +234,28 @@ def compile_problem(
     )
 
     topo_order = _topological_order(len(stage_ids), edge_source, edge_target)
+    contention = None
+    if system.contention is not None:
+        link_fixed_s, link_s_per_byte, link_number = _link_arrays(system, device_index)
+        stage_time_s, edge_transfer_s, contention = plan_contention(
+            system.contention,
+            stage_ids=stage_ids,
+            stage_threads=np.array([stage.threads for stage in workflow.stages]),
+            stage_time_s=stage_time_s,
+            allowed=allowed,
+            device_ids=device_ids,
+            device_cores=np.array(device_cores, dtype=np.float64),
+            edge_source=edge_source,
+            edge_target=edge_target,
+            edge_bytes=edge_bytes,
+            edge_transfer_s=edge_transfer_s,
+            topo_order=topo_order,
+            link_number=link_number,
+            link_fixed_s=link_fixed_s,
+            link_s_per_byte=link_s_per_byte,
+            max_time_s=MAX_SCALED_TIME_S,
+            system_file=system_file,
+        )
     incoming = tuple(
         np.flatnonzero(edge_target == s).astype(np.int64) for s in range(len(stage_ids))
     )
@@ -242,6 +280,7 @@ def compile_problem(
         runs_per_month=system.runs_per_month,
         objectives=tuple(system.objectives),
         cpus=cpus,
+        contention=contention,
     )
 
 
@@ -362,17 +401,7 @@ def _transfer_times(
     system_file: str,
 ) -> np.ndarray:
     n_devices = len(system.devices)
-    latency_s = np.full((n_devices, n_devices), np.nan)
-    s_per_byte = np.full((n_devices, n_devices), np.nan)
-    np.fill_diagonal(latency_s, 0.0)
-    np.fill_diagonal(s_per_byte, 0.0)
-    link_index = np.full((n_devices, n_devices), -1)
-    for number, link in enumerate(system.links):
-        a, b = (device_index[device_id] for device_id in link.between)
-        for x, y in ((a, b), (b, a)):
-            latency_s[x, y] = (link.latency_ms + link.overhead_ms) / 1000.0
-            s_per_byte[x, y] = 8.0 / (link.bandwidth_mbps * 1e6)
-            link_index[x, y] = number
+    latency_s, s_per_byte, link_index = _link_arrays(system, device_index)
 
     n_edges = len(edge_source)
     transfer = np.zeros((n_edges, n_devices, n_devices))
@@ -407,6 +436,29 @@ def _transfer_times(
                     )
                 transfer[e, a, b] = value
     return transfer
+
+
+def _link_arrays(
+    system: System, device_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the fixed seconds, seconds per byte and link number of each device pair.
+
+    Each array has shape (D, D). A pair without a link has NaN times and link -1, and
+    the diagonal has times 0 and link -1.
+    """
+    n_devices = len(system.devices)
+    latency_s = np.full((n_devices, n_devices), np.nan)
+    s_per_byte = np.full((n_devices, n_devices), np.nan)
+    np.fill_diagonal(latency_s, 0.0)
+    np.fill_diagonal(s_per_byte, 0.0)
+    link_index = np.full((n_devices, n_devices), -1)
+    for number, link in enumerate(system.links):
+        a, b = (device_index[device_id] for device_id in link.between)
+        for x, y in ((a, b), (b, a)):
+            latency_s[x, y] = (link.latency_ms + link.overhead_ms) / 1000.0
+            s_per_byte[x, y] = 8.0 / (link.bandwidth_mbps * 1e6)
+            link_index[x, y] = number
+    return latency_s, s_per_byte, link_index
 
 
 def _topological_order(n_stages: int, source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocation.compile import CompiledProblem, PricedDevice
+from allocation.contention import contended_stage_times, contended_transfer_times
 from allocation.errors import AllocationError
 from allocation.model import OBJECTIVES
 from allocation.pricing import Usage, check_cost_array
@@ -26,6 +27,7 @@ __all__ = [
     "evaluate_chunk",
     "evaluate_placements",
     "stage_times_of",
+    "transfer_times_of",
     "usage_of",
 ]
 
@@ -91,9 +93,25 @@ def evaluate_chunk(problem: CompiledProblem, start: int, stop: int) -> Evaluatio
 
 
 def stage_times_of(problem: CompiledProblem, placements: np.ndarray) -> np.ndarray:
-    """Return the time of every stage on its device, shape (n, n_stages)."""
+    """Return the time of every stage on its device, contended, shape (n, n_stages)."""
     stages = np.arange(problem.n_stages)
-    return problem.stage_time_s[stages[None, :], placements]
+    times = problem.stage_time_s[stages[None, :], placements]
+    return contended_stage_times(problem.contention, placements, times)
+
+
+def transfer_times_of(problem: CompiledProblem, placements: np.ndarray) -> np.ndarray:
+    """Return the transfer time of every edge, contended, shape (n, n_edges)."""
+    transfer = np.empty((placements.shape[0], len(problem.edge_source)))
+    for e, (u, v) in enumerate(zip(problem.edge_source, problem.edge_target, strict=True)):
+        transfer[:, e] = problem.edge_transfer_s[e][placements[:, u], placements[:, v]]
+    return contended_transfer_times(
+        problem.contention,
+        placements,
+        problem.edge_source,
+        problem.edge_target,
+        problem.edge_bytes,
+        transfer,
+    )
 
 
 def evaluate_placements(
@@ -123,11 +141,7 @@ def evaluate_placements(
     if pattern_index is None:
         pattern_index = np.full(n, -1, dtype=np.int64)
     times = stage_times_of(problem, placements)
-
-    # Transfers, edge by edge.
-    transfer = np.empty((n, len(problem.edge_source)))
-    for e, (u, v) in enumerate(zip(problem.edge_source, problem.edge_target, strict=True)):
-        transfer[:, e] = problem.edge_transfer_s[e][placements[:, u], placements[:, v]]
+    transfer = transfer_times_of(problem, placements)
     comm_s = transfer.sum(axis=1)
 
     # Latency is the longest path: finish time of each stage in topological order.

@@ -150,8 +150,8 @@ def exact_front(problem: CompiledProblem) -> PartialFront:
     NotExactError
         When the method is not exact for the problem (see `exactness`): an objective
         that is not a sum over one run, a pricing provider without per-run cost terms
-        or whose terms do not match its costs, too many open stages, or a space whose
-        assignment numbers exceed int64.
+        or whose terms do not match its costs, too many open stages, a space whose
+        assignment numbers exceed int64, or contention that depends on the assignment.
 
     Notes
     -----
@@ -185,6 +185,8 @@ def exact_front(problem: CompiledProblem) -> PartialFront:
 
 def _plan(problem: CompiledProblem) -> _Plan:
     """Check that the method applies and precompute the schedule of open stages."""
+    if problem.contention_reason is not None:
+        raise NotExactError(problem.contention_reason)
     objectives = problem.objectives
     if "monthly_cost_usd" in objectives:
         raise NotExactError(

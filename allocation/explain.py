@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from allocation.compile import CompiledProblem, PricedDevice
-from allocation.estimate import evaluate_placements, stage_times_of, usage_of
+from allocation.estimate import evaluate_placements, stage_times_of, transfer_times_of, usage_of
 from allocation.model import Requirements
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.pricing import check_cost_array
@@ -857,11 +857,9 @@ def _checked_placement(problem: CompiledProblem, placement: np.ndarray) -> np.nd
 
 
 def _times_of(problem: CompiledProblem, devices: np.ndarray) -> tuple[list[float], list[float]]:
-    times = problem.stage_time_s[np.arange(problem.n_stages), devices].tolist()
-    transfers = [
-        float(problem.edge_transfer_s[e, devices[u], devices[v]])
-        for e, (u, v) in enumerate(zip(problem.edge_source, problem.edge_target, strict=True))
-    ]
+    placements = devices[None, :]
+    times = stage_times_of(problem, placements)[0].tolist()
+    transfers = transfer_times_of(problem, placements)[0].tolist()
     return times, transfers
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "STAGE_CLASSES",
     "CompareFile",
     "Comparison",
+    "Contention",
     "Device",
     "Edge",
     "InlineCpu",
@@ -254,6 +255,20 @@ class CompareFile(_Strict):
     compare: list[Comparison] = Field(min_length=1, max_length=1000)
 
 
+class Contention(_Strict):
+    """Sharing of cores and links between work that may run at the same time.
+
+    Without the block in a system, nothing is shared. docs/contention.md gives the formulas.
+    """
+
+    cpu: bool = True
+    """Stages that may run at the same time on one device share its cores."""
+    links: bool = True
+    """Transfers that may run at the same time over one link share its bandwidth."""
+    concurrent_frames: int = Field(default=1, ge=1, le=10_000)
+    """Frames processed at once. Each one multiplies the demand on cores and links."""
+
+
 def _default_objectives() -> list[Objective]:
     return ["latency_s", "cost_usd"]
 
@@ -273,6 +288,8 @@ class System(_Strict):
     core_scaling_exponent: float | None = Field(default=None, ge=0, le=1)
     """Exponent alpha of the core scaling: stage time is proportional to
     1 / min(threads, cores) ** alpha. Absent means 1 (linear scaling)."""
+    contention: Contention | None = None
+    """Sharing of cores and links between concurrent stages, transfers and frames."""
 
     @field_validator("objectives")
     @classmethod

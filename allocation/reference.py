@@ -57,6 +57,7 @@ def reference_evaluate(
     devices = {d.id: d for d in system.devices}
 
     stage_time = {}
+    cores_of = {}
     reference_cores = int(reference.cores or 0)  # compile_problem rejected a missing count
     for stage in workflow.stages:
         device = devices[placement[stage.id]]
@@ -68,6 +69,7 @@ def reference_evaluate(
             cores = float(provider.usable_cores())  # type: ignore[union-attr]
         else:
             cores = float(cpu.cores or 0)
+        cores_of[stage.id] = cores
         # Stage time ∝ 1 / min(threads, cores) ** alpha, with alpha = 1 when unset.
         alpha = system.core_scaling_exponent
         reference_used = min(stage.threads, reference_cores)
@@ -104,6 +106,11 @@ def reference_evaluate(
             transfer[(edge.source, edge.target)] = (
                 link.latency_ms + link.overhead_ms
             ) / 1000 + edge.bytes * 8 / (link.bandwidth_mbps * 10**6)
+
+    if system.contention is not None:
+        stage_time, transfer = _reference_contention(
+            workflow, system, placement, stage_time, transfer, cores_of
+        )
 
     # Longest path by memoised recursion over predecessors.
     predecessors: dict[str, list[str]] = {stage.id: [] for stage in workflow.stages}
@@ -150,6 +157,72 @@ def reference_evaluate(
         "download_bytes": download,
         "monthly_cost_usd": monthly if system.runs_per_month is not None else float("nan"),
     }
+
+
+def _reference_contention(
+    workflow: Workflow,
+    system: System,
+    placement: dict[str, str],
+    stage_time: dict[str, float],
+    transfer: dict[tuple[str, str], float],
+    cores_of: dict[str, float],
+) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """Apply the contention block of `system` to uncontended stage and transfer times."""
+    contention = system.contention
+    assert contention is not None
+    frames = contention.concurrent_frames
+    successors: dict[str, list[str]] = {stage.id: [] for stage in workflow.stages}
+    for edge in workflow.edges:
+        successors[edge.source].append(edge.target)
+
+    def reaches(x: str, y: str) -> bool:
+        """Tell whether y is x or a descendant of x, by depth-first search."""
+        stack, seen = [x], set()
+        while stack:
+            current = stack.pop()
+            if current == y:
+                return True
+            if current not in seen:
+                seen.add(current)
+                stack.extend(successors[current])
+        return False
+
+    contended_time = dict(stage_time)
+    if contention.cpu:
+        threads = {stage.id: stage.threads for stage in workflow.stages}
+        for s in workflow.stages:
+            device = placement[s.id]
+            cores = cores_of[s.id]
+            demand = 0.0
+            for t in workflow.stages:
+                concurrent = t.id == s.id or not (reaches(s.id, t.id) or reaches(t.id, s.id))
+                if concurrent and placement[t.id] == device:
+                    demand += min(threads[t.id], cores)
+            demand *= frames
+            contended_time[s.id] = stage_time[s.id] * max(1.0, demand / cores)
+
+    contended_transfer = dict(transfer)
+    if contention.links:
+        link_of = {}
+        for link in system.links:
+            link_of[frozenset(link.between)] = link
+        for e in workflow.edges:
+            if placement[e.source] == placement[e.target]:
+                continue
+            link = link_of[frozenset((placement[e.source], placement[e.target]))]
+            shared_bytes = 0
+            for f in workflow.edges:
+                same_link = (
+                    placement[f.source] != placement[f.target]
+                    and link_of[frozenset((placement[f.source], placement[f.target]))] is link
+                )
+                overlap = f is e or not (reaches(e.target, f.source) or reaches(f.target, e.source))
+                if same_link and overlap:
+                    shared_bytes += min(e.bytes, f.bytes)
+            contended_transfer[(e.source, e.target)] = (
+                link.latency_ms + link.overhead_ms
+            ) / 1000 + frames * 8 * shared_bytes / (link.bandwidth_mbps * 10**6)
+    return contended_time, contended_transfer
 
 
 def _reference_usage(
