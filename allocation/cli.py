@@ -838,6 +838,8 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         f"{_count(outcome.space_size, 'assignment')} in {estimate_s:.3f} s "
         f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
     )
+    if outcome.memory_note:
+        print(outcome.memory_note)
 
     # Candidates, at most _MAX_PRINTED_CANDIDATES of them.
     print(f"Pareto front over {objectives}: {_count(len(outcome.candidates), 'candidate')}")

@@ -18,6 +18,7 @@ import numpy as np
 from allocation.catalog import Cpu, CpuCatalog
 from allocation.errors import InputError
 from allocation.loading import check_pair
+from allocation.memory import binding_limits, check_forced_placements
 from allocation.model import Device, InlineCpu, Stage, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, load_provider
 
@@ -88,6 +89,12 @@ class CompiledProblem:
     objectives: tuple[str, ...]
     cpus: dict[str, Cpu] = field(default_factory=dict)
     """The CPU of the reference PC (key ``measured_on``) and of every device, by id."""
+    stage_memory_mb: np.ndarray | None = None
+    """(S,) memory each stage needs in MB; None when no device has a memory limit."""
+    device_memory_mb: np.ndarray | None = None
+    """(D,) memory limit of each device in MB, inf where it has none; None when none has one."""
+    memory_bound_devices: tuple[int, ...] = ()
+    """Devices whose memory limit some assignment exceeds (`allocation.memory`)."""
 
     @property
     def n_stages(self) -> int:
@@ -130,7 +137,9 @@ def compile_problem(
     InputError
         For a reference to an unknown device or CPU, a CPU lacking a figure a stage
         needs, a pair of devices without a link that some assignment needs, a stage
-        time that is not finite once scaled, or invalid provider options.
+        time that is not finite once scaled, invalid provider options, or a memory
+        limit that stages pinned to the device exceed
+        (`allocation.memory.check_forced_placements`).
     """
     workflow_file = str(workflow_file)
     system_file = str(system_file)
@@ -193,6 +202,19 @@ def compile_problem(
         allowed.append(np.array(sorted(device_index[i] for i in ids), dtype=np.int64))
     radices = np.array([len(a) for a in allowed], dtype=np.int64)
 
+    # Memory limits: only those that some assignment exceeds change the sweep.
+    stage_memory_mb = device_memory_mb = None
+    memory_bound_devices: tuple[int, ...] = ()
+    if any(device.memory_mb is not None for device in system.devices):
+        check_forced_placements(
+            workflow, system, allowed, workflow_file=workflow_file, system_file=system_file
+        )
+        stage_memory_mb = np.array([stage.memory_mb for stage in workflow.stages])
+        device_memory_mb = np.array(
+            [math.inf if d.memory_mb is None else d.memory_mb for d in system.devices]
+        )
+        memory_bound_devices = binding_limits(stage_memory_mb, device_memory_mb, allowed)
+
     stage_time_s = _stage_times(
         workflow,
         system,
@@ -242,6 +264,9 @@ def compile_problem(
         runs_per_month=system.runs_per_month,
         objectives=tuple(system.objectives),
         cpus=cpus,
+        stage_memory_mb=stage_memory_mb,
+        device_memory_mb=device_memory_mb,
+        memory_bound_devices=memory_bound_devices,
     )
 
 

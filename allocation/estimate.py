@@ -23,6 +23,7 @@ from allocation.space import decode_placements
 __all__ = [
     "METRIC_COLUMNS",
     "Evaluation",
+    "empty_evaluation",
     "evaluate_chunk",
     "evaluate_placements",
     "stage_times_of",
@@ -78,6 +79,15 @@ class Evaluation:
                 name: np.concatenate([p.metrics[name] for p in parts]) for name in METRIC_COLUMNS
             },
         )
+
+
+def empty_evaluation(problem: CompiledProblem) -> Evaluation:
+    """Return an evaluation without rows, with the metric columns of `problem`."""
+    return Evaluation(
+        pattern_index=np.empty(0, dtype=np.int64),
+        placements=np.empty((0, problem.n_stages), dtype=np.int16),
+        metrics={name: np.empty(0, dtype=_metric_dtype(name)) for name in METRIC_COLUMNS},
+    )
 
 
 def _metric_dtype(name: str) -> type:

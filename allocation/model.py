@@ -107,6 +107,8 @@ class Stage(_Strict):
     allowed: list[Id] | None = Field(default=None, min_length=1)
     stage_class: StageClass | None = Field(default=None, alias="class")
     """Pre-processing, inference or post-processing; selects a device's class speed factor."""
+    memory_mb: float = Field(default=0.0, ge=0, le=1e9)
+    """Memory the stage needs while it runs, in MB; checked against a device's memory_mb."""
 
     @field_validator("allowed")
     @classmethod
@@ -169,6 +171,11 @@ class Device(_Strict):
     """
     class_speed_factors: dict[StageClass, SpeedFactor] | None = None
     """Further speed factor per stage class, applied on top of `speed_factor`."""
+    memory_mb: float | None = Field(default=None, gt=0)
+    """Memory available to the flow's stages, in MB; absent means no limit.
+
+    Every stage placed on the device counts against it at once, as in a stream of frames.
+    """
 
 
 class Link(_Strict):

@@ -291,3 +291,8 @@ class SweepSummary:
     """Method that found the front: "exhaustive" (every assignment) or "exact" (none)."""
     method_reason: str = ""
     """Reason for that method, as a clause ("the space is smaller than ...")."""
+    infeasible_count: int = 0
+    """Assignments left out because they exceed a device's memory limit."""
+    over_limit: list[tuple[str, float, int]] = field(default_factory=list)
+    """Per device whose memory limit binds: its id, the limit in MB and the number of
+    assignments that exceed it."""
