@@ -71,6 +71,7 @@ def problem_key(
         "runs_per_month": problem.runs_per_month,
         "undirected_forest": problem.undirected_forest,
         "memory_bound_devices": list(problem.memory_bound_devices),
+        "stream_metrics": problem.stream_metrics,
         "pricing": [
             {"device": p.device_id, "provider": p.provider_name, **p.provider.describe()}
             for p in problem.priced

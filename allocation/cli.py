@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         "requirements.max_monthly_cost_usd",
     )
     explain.add_argument(
+        "--min-throughput-fps",
+        type=_limit,
+        default=None,
+        metavar="FPS",
+        help="smallest throughput of a stream in frames per second; adds the period_s and "
+        "throughput_fps columns; overrides requirements.min_throughput_fps",
+    )
+    explain.add_argument(
         "--minimise",
         choices=list(OBJECTIVES),
         default=None,
@@ -418,6 +426,7 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
         "max_latency_s": args.max_latency_s,
         "max_cost_usd": args.max_cost_usd,
         "max_monthly_cost_usd": args.max_monthly_cost_usd,
+        "min_throughput_fps": args.min_throughput_fps,
         "minimise": args.minimise,
     }
     studies = [
@@ -625,6 +634,7 @@ def _run_sweep_flows(
                     "max_latency_s": args.max_latency_s,
                     "max_cost_usd": args.max_cost_usd,
                     "max_monthly_cost_usd": args.max_monthly_cost_usd,
+                    "min_throughput_fps": args.min_throughput_fps,
                     "minimise": args.minimise,
                 }.items()
                 if value is not None

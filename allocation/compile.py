@@ -95,6 +95,8 @@ class CompiledProblem:
     """(D,) memory limit of each device in MB, inf where it has none; None when none has one."""
     memory_bound_devices: tuple[int, ...] = ()
     """Devices whose memory limit some assignment exceeds (`allocation.memory`)."""
+    stream_metrics: bool = False
+    """Whether estimates include ``period_s`` and ``throughput_fps`` (a stream's metrics)."""
 
     @property
     def n_stages(self) -> int:
@@ -129,8 +131,13 @@ def compile_problem(
     workflow_file: str | Path = "<workflow>",
     system_file: str | Path = "<system>",
     catalog_dir: Path | None = None,
+    stream_metrics: bool | None = None,
 ) -> CompiledProblem:
     """Resolve CPUs and providers and precompute every per-assignment-independent array.
+
+    `stream_metrics` sets whether estimates include ``period_s`` and ``throughput_fps``;
+    by default they do when ``period_s`` is an objective or the system's requirements
+    set ``min_throughput_fps``.
 
     Raises
     ------
@@ -202,6 +209,11 @@ def compile_problem(
         allowed.append(np.array(sorted(device_index[i] for i in ids), dtype=np.int64))
     radices = np.array([len(a) for a in allowed], dtype=np.int64)
 
+    if stream_metrics is None:
+        stream_metrics = "period_s" in system.objectives or (
+            system.requirements is not None and system.requirements.min_throughput_fps is not None
+        )
+
     # Memory limits: only those that some assignment exceeds change the sweep.
     stage_memory_mb = device_memory_mb = None
     memory_bound_devices: tuple[int, ...] = ()
@@ -267,6 +279,7 @@ def compile_problem(
         stage_memory_mb=stage_memory_mb,
         device_memory_mb=device_memory_mb,
         memory_bound_devices=memory_bound_devices,
+        stream_metrics=stream_metrics,
     )
 
 

@@ -193,6 +193,12 @@ def _plan(problem: CompiledProblem) -> _Plan:
             "monthly totals, so it is not a sum over the invocations of one run; the exact "
             "method handles " + ", ".join(SUPPORTED_OBJECTIVES)
         )
+    if "period_s" in objectives:
+        raise NotExactError(
+            "period_s is an objective, and a stream's period is the busy time of the "
+            "busiest device or link, a maximum over the whole placement that the method's "
+            "states do not track"
+        )
     unknown = [name for name in objectives if name not in SUPPORTED_OBJECTIVES]
     if unknown:
         raise NotExactError(

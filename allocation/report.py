@@ -44,6 +44,8 @@ _METRICS = {
     "comm_s": ("Communication", "s", "communication time"),
     "upload_bytes": ("Upload", "B", "upload"),
     "download_bytes": ("Download", "B", "download"),
+    "period_s": ("Period", "s", "period"),
+    "throughput_fps": ("Throughput", "frames/s", "throughput"),
 }
 
 _MARKDOWN_ESCAPES = {
@@ -147,8 +149,8 @@ def _format_metric(name: str, value: Any, digits: int) -> str:
 
 
 def _metric_names(summary: SweepSummary) -> list[str]:
-    """Metrics shown in the tables: monthly cost only when runs_per_month is set."""
-    names = list(_METRICS)
+    """Metrics shown in the tables: those the sweep computed, monthly cost with runs_per_month."""
+    names = [name for name in _METRICS if name in summary.candidates.columns]
     if summary.problem.runs_per_month is None:
         names.remove("monthly_cost_usd")
     return names

@@ -538,7 +538,12 @@ def _build_charts(summary: SweepSummary) -> dict[str, Any]:
     recommended = summary.recommendation.label if summary.recommendation else None
     limits = {}
     if summary.requirements is not None:
-        limits = {LIMIT_METRICS[key]: value for key, value in summary.requirements.limits.items()}
+        for key, value in summary.requirements.limits.items():
+            # A minimum throughput is drawn as the largest period it allows.
+            if key == "min_throughput_fps":
+                limits["period_s"] = 1.0 / value
+            else:
+                limits[LIMIT_METRICS[key]] = value
     time_table, cost_table = breakdown_tables(summary.problem, summary.candidates)
     workflow, system = summary.problem.workflow_name, summary.problem.system_name
     return {
