@@ -55,6 +55,8 @@ AXIS_TITLES = {
     "upload_bytes": "Upload to priced devices (bytes)",
     "download_bytes": "Download from priced devices (bytes)",
     "monthly_cost_usd": "Monthly cost (USD)",
+    "period_s": "Period between frames (s)",
+    "throughput_fps": "Throughput (frames/s)",
 }
 """Axis and tooltip title of every metric, with its unit."""
 
@@ -65,6 +67,8 @@ _LIMIT_NAMES = {
     "upload_bytes": ("Upload", "bytes"),
     "download_bytes": ("Download", "bytes"),
     "monthly_cost_usd": ("Monthly cost", "USD"),
+    "period_s": ("Period", "s"),
+    "throughput_fps": ("Throughput", "frames/s"),
 }
 """Name and unit of every metric in the label of its limit ("Latency limit 2 s")."""
 
@@ -826,11 +830,11 @@ def _background_layer(
 
 
 def _metric_columns(summary: SweepSummary, x: str, y: str) -> list[str]:
-    """Metrics shown in tooltips: the axes first, monthly cost only when computed."""
+    """Metrics shown in tooltips: the axes first, the others when the sweep computed them."""
     names = [x, y] + [name for name in AXIS_TITLES if name not in (x, y)]
     if summary.problem.runs_per_month is None:
         names.remove("monthly_cost_usd")
-    return names
+    return [name for name in names if name in summary.candidates.columns]
 
 
 def _metric_frame(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:

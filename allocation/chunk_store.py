@@ -41,7 +41,7 @@ __all__ = [
 
 STORE_DIR_NAME = ".chunks"
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 """Version of the file layout; part of the problem key."""
 
 _CHUNK_FILE = re.compile(r"^(\d+)-(\d+)\.npz$")
@@ -56,10 +56,11 @@ def problem_key(
     """Return a SHA-256 (hex) of everything that changes the results of a chunk.
 
     It covers the compiled arrays (stage times, transfer times, bytes, allowed devices,
-    graph), the ids, the objectives, ``runs_per_month``, every provider's `describe()`
-    (options, price table hash and rows), `sample_fraction`, the ``sha256`` of every
-    input file in `inputs` (as in `allocation.study.Study.inputs`), the version of
-    allocation and the store's file layout.
+    graph, memory needs and limits), the ids, the objectives, ``runs_per_month``, every
+    provider's `describe()` (options, price table hash and rows), `sample_fraction`,
+    the ``sha256`` of every input file in `inputs` (as in
+    `allocation.study.Study.inputs`), the version of allocation and the store's file
+    layout.
 
     NOTE: a third-party provider whose `describe()` leaves out data that changes its
     prices (such as a table it reads) is covered only through the input files' hashes.
@@ -75,6 +76,8 @@ def problem_key(
         "objectives": list(problem.objectives),
         "runs_per_month": problem.runs_per_month,
         "undirected_forest": problem.undirected_forest,
+        "memory_bound_devices": list(problem.memory_bound_devices),
+        "stream_metrics": problem.stream_metrics,
         "pricing": [
             {"device": p.device_id, "provider": p.provider_name, **p.provider.describe()}
             for p in problem.priced
@@ -96,6 +99,8 @@ def problem_key(
         *problem.allowed,
         *problem.incoming,
     ]
+    if problem.stage_memory_mb is not None and problem.device_memory_mb is not None:
+        arrays += [problem.stage_memory_mb, problem.device_memory_mb]
     for array in arrays:
         contiguous = np.ascontiguousarray(array)
         digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
@@ -163,12 +168,19 @@ class ChunkStore:
             front = _evaluation(arrays, "front", n_stages)
             patterns = _evaluation(arrays, "patterns", n_stages)
             counts = arrays["front.equivalent_count"]
+            infeasible_count = int(arrays["front.infeasible_count"])
+            over_limit_count = arrays.get("front.over_limit_count")
         except KeyError:
             return None
         return ChunkResult(
             start=start,
             stop=stop,
-            front=PartialFront(evaluation=front, equivalent_count=counts),
+            front=PartialFront(
+                evaluation=front,
+                equivalent_count=counts,
+                infeasible_count=infeasible_count,
+                over_limit_count=over_limit_count,
+            ),
             patterns=patterns,
         )
 
@@ -176,7 +188,10 @@ class ChunkStore:
         """Write a chunk result under a temporary name, then rename it into place."""
         arrays: dict[str, np.ndarray] = {
             "front.equivalent_count": result.front.equivalent_count,
+            "front.infeasible_count": np.array(result.front.infeasible_count, dtype=np.int64),
         }
+        if result.front.over_limit_count is not None:
+            arrays["front.over_limit_count"] = result.front.over_limit_count
         for prefix, evaluation in (
             ("front", result.front.evaluation),
             ("patterns", result.patterns),

@@ -162,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "requirements.max_monthly_cost_usd",
     )
     explain.add_argument(
+        "--min-throughput-fps",
+        type=_limit,
+        default=None,
+        metavar="FPS",
+        help="smallest throughput of a stream in frames per second; adds the period_s and "
+        "throughput_fps columns; overrides requirements.min_throughput_fps",
+    )
+    explain.add_argument(
         "--minimise",
         choices=list(OBJECTIVES),
         default=None,
@@ -431,6 +439,7 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
         "max_latency_s": args.max_latency_s,
         "max_cost_usd": args.max_cost_usd,
         "max_monthly_cost_usd": args.max_monthly_cost_usd,
+        "min_throughput_fps": args.min_throughput_fps,
         "minimise": args.minimise,
     }
     studies = [
@@ -638,6 +647,7 @@ def _run_sweep_flows(
                     "max_latency_s": args.max_latency_s,
                     "max_cost_usd": args.max_cost_usd,
                     "max_monthly_cost_usd": args.max_monthly_cost_usd,
+                    "min_throughput_fps": args.min_throughput_fps,
                     "minimise": args.minimise,
                 }.items()
                 if value is not None
@@ -876,6 +886,8 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         f"{_count(outcome.space_size, 'assignment')} in {estimate_s:.3f} s "
         f"(flow run {elapsed_s:.1f} s including Prefect start-up)"
     )
+    if outcome.memory_note:
+        print(outcome.memory_note)
 
     # Candidates, at most _MAX_PRINTED_CANDIDATES of them.
     print(f"Pareto front over {objectives}: {_count(len(outcome.candidates), 'candidate')}")

@@ -19,6 +19,7 @@ from allocation.catalog import Cpu, CpuCatalog
 from allocation.contention import ContentionPlan, plan_contention
 from allocation.errors import InputError
 from allocation.loading import check_pair
+from allocation.memory import binding_limits, check_forced_placements
 from allocation.model import Device, InlineCpu, Stage, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, load_provider
 
@@ -95,6 +96,14 @@ class CompiledProblem:
     Contention that does not depend on it is folded into ``stage_time_s`` and
     ``edge_transfer_s``, which otherwise hold uncontended times.
     """
+    stage_memory_mb: np.ndarray | None = None
+    """(S,) memory each stage needs in MB; None when no device has a memory limit."""
+    device_memory_mb: np.ndarray | None = None
+    """(D,) memory limit of each device in MB, inf where it has none; None when none has one."""
+    memory_bound_devices: tuple[int, ...] = ()
+    """Devices whose memory limit some assignment exceeds (`allocation.memory`)."""
+    stream_metrics: bool = False
+    """Whether estimates include ``period_s`` and ``throughput_fps`` (a stream's metrics)."""
 
     @property
     def n_stages(self) -> int:
@@ -138,15 +147,22 @@ def compile_problem(
     workflow_file: str | Path = "<workflow>",
     system_file: str | Path = "<system>",
     catalog_dir: Path | None = None,
+    stream_metrics: bool | None = None,
 ) -> CompiledProblem:
     """Resolve CPUs and providers and precompute every per-assignment-independent array.
+
+    `stream_metrics` sets whether estimates include ``period_s`` and ``throughput_fps``;
+    by default they do when ``period_s`` is an objective or the system's requirements
+    set ``min_throughput_fps``.
 
     Raises
     ------
     InputError
         For a reference to an unknown device or CPU, a CPU lacking a figure a stage
         needs, a pair of devices without a link that some assignment needs, a stage
-        time that is not finite once scaled, or invalid provider options.
+        time that is not finite once scaled, invalid provider options, or a memory
+        limit that stages pinned to the device exceed
+        (`allocation.memory.check_forced_placements`).
     """
     workflow_file = str(workflow_file)
     system_file = str(system_file)
@@ -208,6 +224,24 @@ def compile_problem(
             ids = set(device_ids)
         allowed.append(np.array(sorted(device_index[i] for i in ids), dtype=np.int64))
     radices = np.array([len(a) for a in allowed], dtype=np.int64)
+
+    if stream_metrics is None:
+        stream_metrics = "period_s" in system.objectives or (
+            system.requirements is not None and system.requirements.min_throughput_fps is not None
+        )
+
+    # Memory limits: only those that some assignment exceeds change the sweep.
+    stage_memory_mb = device_memory_mb = None
+    memory_bound_devices: tuple[int, ...] = ()
+    if any(device.memory_mb is not None for device in system.devices):
+        check_forced_placements(
+            workflow, system, allowed, workflow_file=workflow_file, system_file=system_file
+        )
+        stage_memory_mb = np.array([stage.memory_mb for stage in workflow.stages])
+        device_memory_mb = np.array(
+            [math.inf if d.memory_mb is None else d.memory_mb for d in system.devices]
+        )
+        memory_bound_devices = binding_limits(stage_memory_mb, device_memory_mb, allowed)
 
     stage_time_s = _stage_times(
         workflow,
@@ -281,6 +315,10 @@ def compile_problem(
         objectives=tuple(system.objectives),
         cpus=cpus,
         contention=contention,
+        stage_memory_mb=stage_memory_mb,
+        device_memory_mb=device_memory_mb,
+        memory_bound_devices=memory_bound_devices,
+        stream_metrics=stream_metrics,
     )
 
 

@@ -17,22 +17,40 @@ import numpy as np
 from allocation.compile import CompiledProblem, PricedDevice
 from allocation.contention import contended_stage_times, contended_transfer_times
 from allocation.errors import AllocationError
-from allocation.model import OBJECTIVES
 from allocation.pricing import Usage, check_cost_array
 from allocation.space import decode_placements
 
 __all__ = [
     "METRIC_COLUMNS",
+    "STREAM_COLUMNS",
     "Evaluation",
+    "empty_evaluation",
     "evaluate_chunk",
     "evaluate_placements",
+    "metric_columns",
+    "period_of",
     "stage_times_of",
     "transfer_times_of",
     "usage_of",
 ]
 
-METRIC_COLUMNS = OBJECTIVES
+METRIC_COLUMNS = (
+    "latency_s",
+    "cost_usd",
+    "comm_s",
+    "upload_bytes",
+    "download_bytes",
+    "monthly_cost_usd",
+)
 """Metrics computed for every assignment; monthly_cost_usd is NaN without runs_per_month."""
+
+STREAM_COLUMNS = ("period_s", "throughput_fps")
+"""Metrics of a stream of frames, computed when `CompiledProblem.stream_metrics` is set."""
+
+
+def metric_columns(problem: CompiledProblem) -> tuple[str, ...]:
+    """Return the metrics estimated for `problem`: `METRIC_COLUMNS`, then the stream's."""
+    return METRIC_COLUMNS + STREAM_COLUMNS if problem.stream_metrics else METRIC_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,7 @@ class Evaluation:
     placements : ndarray of int16, shape (n, n_stages)
         Device index of every stage.
     metrics : dict of str to ndarray, each of shape (n,)
-        One array per name in `METRIC_COLUMNS`; byte counts are int64.
+        One array per name in `metric_columns`; byte counts are int64.
     """
 
     pattern_index: np.ndarray
@@ -66,7 +84,7 @@ class Evaluation:
 
     @staticmethod
     def concat(parts: Sequence[Evaluation], n_stages: int) -> Evaluation:
-        """Join evaluations row-wise."""
+        """Join evaluations row-wise; without parts, return one with `METRIC_COLUMNS`."""
         if not parts:
             return Evaluation(
                 pattern_index=np.empty(0, dtype=np.int64),
@@ -77,9 +95,18 @@ class Evaluation:
             pattern_index=np.concatenate([p.pattern_index for p in parts]),
             placements=np.concatenate([p.placements for p in parts]),
             metrics={
-                name: np.concatenate([p.metrics[name] for p in parts]) for name in METRIC_COLUMNS
+                name: np.concatenate([p.metrics[name] for p in parts]) for name in parts[0].metrics
             },
         )
+
+
+def empty_evaluation(problem: CompiledProblem) -> Evaluation:
+    """Return an evaluation without rows, with the metric columns of `problem`."""
+    return Evaluation(
+        pattern_index=np.empty(0, dtype=np.int64),
+        placements=np.empty((0, problem.n_stages), dtype=np.int16),
+        metrics={name: np.empty(0, dtype=_metric_dtype(name)) for name in metric_columns(problem)},
+    )
 
 
 def _metric_dtype(name: str) -> type:
@@ -174,8 +201,67 @@ def evaluate_placements(
         "download_bytes": download_bytes,
         "monthly_cost_usd": monthly_cost_usd,
     }
+    if problem.stream_metrics:
+        period_s = period_of(problem, placements, times, transfer)
+        metrics["period_s"] = period_s
+        with np.errstate(divide="ignore"):
+            metrics["throughput_fps"] = np.where(period_s > 0, 1.0 / period_s, np.inf)
     _check_finite(problem, metrics, pattern_index)
     return Evaluation(pattern_index=pattern_index, placements=placements, metrics=metrics)
+
+
+def period_of(
+    problem: CompiledProblem, placements: np.ndarray, times: np.ndarray, transfer: np.ndarray
+) -> np.ndarray:
+    """Compute the period of a stream: the busy time of its busiest device or link.
+
+    A device is busy for the sum of its stages' times, and a link for the sum of the
+    transfer times of the cross-device edges it carries, in both directions.
+
+    Parameters
+    ----------
+    placements : ndarray of int, shape (n, n_stages)
+    times : ndarray, shape (n, n_stages)
+        Time of every stage on its device.
+    transfer : ndarray, shape (n, n_edges)
+        Transfer time of every edge; 0 where both ends share a device.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Seconds between frames in the steady state; 0 only when every time is 0.
+    """
+    n = placements.shape[0]
+    n_devices = problem.n_devices
+    rows = np.repeat(np.arange(n, dtype=np.int64), placements.shape[1])
+    device_keys = rows * n_devices + placements.ravel().astype(np.int64)
+    device_busy = _group_max(device_keys, times.ravel(), n, n_devices)
+
+    # A link is keyed by its unordered pair of devices, so both directions share it.
+    source = placements[:, problem.edge_source].astype(np.int64)
+    target = placements[:, problem.edge_target].astype(np.int64)
+    crosses = (source != target).ravel()
+    pair = np.minimum(source, target) * n_devices + np.maximum(source, target)
+    edge_rows = np.repeat(np.arange(n, dtype=np.int64), transfer.shape[1])
+    link_keys = edge_rows * n_devices**2 + pair.ravel()
+    link_busy = _group_max(link_keys[crosses], transfer.ravel()[crosses], n, n_devices**2)
+    return np.maximum(device_busy, link_busy)
+
+
+def _group_max(keys: np.ndarray, values: np.ndarray, n: int, stride: int) -> np.ndarray:
+    """Sum `values` by key, then return the largest sum of each of n rows (0 for none).
+
+    A key is ``row * stride + group`` with ``0 <= group < stride``.
+    """
+    result = np.zeros(n)
+    if len(keys) == 0:
+        return result
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sums = np.add.reduceat(values, starts)
+    np.maximum.at(result, keys[starts] // stride, sums)
+    return result
 
 
 def usage_of(

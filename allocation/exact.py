@@ -150,8 +150,9 @@ def exact_front(problem: CompiledProblem) -> PartialFront:
     NotExactError
         When the method is not exact for the problem (see `exactness`): an objective
         that is not a sum over one run, a pricing provider without per-run cost terms
-        or whose terms do not match its costs, too many open stages, a space whose
-        assignment numbers exceed int64, or contention that depends on the assignment.
+        or whose terms do not match its costs, too many open stages, a device memory
+        limit that some assignment exceeds, a space whose assignment numbers exceed
+        int64, or contention that depends on the assignment.
 
     Notes
     -----
@@ -194,11 +195,24 @@ def _plan(problem: CompiledProblem) -> _Plan:
             "monthly totals, so it is not a sum over the invocations of one run; the exact "
             "method handles " + ", ".join(SUPPORTED_OBJECTIVES)
         )
+    if "period_s" in objectives:
+        raise NotExactError(
+            "period_s is an objective, and a stream's period is the busy time of the "
+            "busiest device or link, a maximum over the whole placement that the method's "
+            "states do not track"
+        )
     unknown = [name for name in objectives if name not in SUPPORTED_OBJECTIVES]
     if unknown:
         raise NotExactError(
             f"objective {unknown[0]!r} is not supported by the exact method, which handles "
             + ", ".join(SUPPORTED_OBJECTIVES)
+        )
+    if problem.memory_bound_devices:
+        names = ", ".join(repr(problem.device_ids[d]) for d in problem.memory_bound_devices)
+        raise NotExactError(
+            f"a device memory limit can bind (on {names}), and whether an assignment fits "
+            "depends on all of a device's stages at once, which the method's states do not "
+            "track"
         )
     if problem.space_size > _MAX_INDEX:
         raise NotExactError(

@@ -13,8 +13,10 @@ of these rules that applies. Values are compared with the relative tolerance of 
 Pareto front, 1e-9: x is within a limit L when ``x <= L`` or
 ``|x - L| <= 1e-9 * max(|x|, |L|)``, and two values closer than that are equal.
 
-1. **limits** -- at least one limit is set (``max_latency_s``, ``max_cost_usd`` or
-   ``max_monthly_cost_usd`` under ``requirements:`` in the system file). The candidate
+1. **limits** -- at least one limit is set (``max_latency_s``, ``max_cost_usd``,
+   ``max_monthly_cost_usd`` or ``min_throughput_fps`` under ``requirements:`` in the
+   system file). A candidate meets ``min_throughput_fps`` when its ``throughput_fps`` is
+   at or above it, and the other limits when its value is at or below them. The candidate
    recommended is the one with the smallest ``minimise`` metric (default ``cost_usd``)
    among the candidates within every limit. Equal values go to the lower latency, then
    to the earlier row (label order in a front table). When no candidate is within every
@@ -91,8 +93,11 @@ LIMIT_METRICS = {
     "max_latency_s": "latency_s",
     "max_cost_usd": "cost_usd",
     "max_monthly_cost_usd": "monthly_cost_usd",
+    "min_throughput_fps": "throughput_fps",
 }
 """Metric that each limit of `Requirements` bounds."""
+_LOWER_LIMITS = ("min_throughput_fps",)
+"""Limits that a candidate meets by being at or above them; the others by being at or below."""
 _COST_METRICS = ("cost_usd", "monthly_cost_usd")
 _BEST = {
     "latency_s": "the fastest candidate",
@@ -101,11 +106,20 @@ _BEST = {
     "comm_s": "the candidate with the least transfer time",
     "upload_bytes": "the candidate that uploads the fewest bytes",
     "download_bytes": "the candidate that downloads the fewest bytes",
+    "period_s": "the candidate with the shortest period between frames",
+    "throughput_fps": "the candidate with the highest throughput",
 }
 _LIMIT_NAMES = {
     "max_latency_s": "the latency limit",
     "max_cost_usd": "the cost limit",
     "max_monthly_cost_usd": "the monthly cost limit",
+    "min_throughput_fps": "the minimum throughput",
+}
+_SETTING_UNITS = {
+    "max_latency_s": "s",
+    "max_cost_usd": "USD",
+    "max_monthly_cost_usd": "USD",
+    "min_throughput_fps": "frames/s",
 }
 _HOW_TO_SET_LIMITS = (
     "To choose by limits, set them under requirements: in the system file, or with "
@@ -697,7 +711,10 @@ def recommend(
     # Rule 1: limits.
     if limits:
         meets = {
-            name: [_within(float(v), limit) for v in _float_column(candidates, LIMIT_METRICS[name])]
+            name: [
+                _meets(name, float(v), limit)
+                for v in _float_column(candidates, LIMIT_METRICS[name])
+            ]
             for name, limit in limits.items()
         }
         meets["all"] = [all(meets[name][i] for name in limits) for i in range(n)]
@@ -803,7 +820,8 @@ def _shortfalls(
     alone = [name for name in limits if not any(meets[name])]
     for name in alone:
         values = _float_column(candidates, LIMIT_METRICS[name], required=True)
-        best = _smallest(values, _float_column(candidates, "latency_s"), list(range(n)))
+        latency = _float_column(candidates, "latency_s")
+        best = _smallest(_ranked(name, values), latency, list(range(n)))
         sentences.append(
             f"No candidate meets {_limit_setting(name, limits[name])}: "
             f"{_BEST[LIMIT_METRICS[name]]}, {labels[best]}, "
@@ -821,7 +839,7 @@ def _shortfalls(
         if not rows:
             continue
         values = _float_column(candidates, LIMIT_METRICS[name], required=True)
-        best = _smallest(values, _float_column(candidates, "latency_s"), rows)
+        best = _smallest(_ranked(name, values), _float_column(candidates, "latency_s"), rows)
         within = _joined([_limit_setting(other, limits[other]) for other in others])
         sentences.append(
             f"Among the candidates that meet {within}, {_BEST[LIMIT_METRICS[name]]}, "
@@ -1025,6 +1043,18 @@ def _within(value: float, limit: float) -> bool:
     return value <= limit or _equal(value, limit)
 
 
+def _meets(name: str, value: float, limit: float) -> bool:
+    """Tell whether a value meets a limit: at or above a lower one, at or below the others."""
+    if name in _LOWER_LIMITS:
+        return value >= limit or _equal(value, limit)
+    return _within(value, limit)
+
+
+def _ranked(name: str, values: np.ndarray) -> np.ndarray:
+    """Return values whose smallest is the best against the limit `name`."""
+    return -values if name in _LOWER_LIMITS else values
+
+
 def _float_column(table: pd.DataFrame, name: str, *, required: bool = False) -> np.ndarray:
     if name not in table.columns:
         raise ValueError(f"the candidates table has no column {name!r}")
@@ -1060,8 +1090,16 @@ def _quantity(metric: str, value: float, digits: int = 3) -> str:
     """Format a metric's value with its unit."""
     if metric.endswith("_bytes"):
         return f"{round(value):,} bytes"
-    unit = {"cost_usd": "USD per run", "monthly_cost_usd": "USD per month"}.get(metric, "s")
-    return f"{_number(value, digits)} {unit}"
+    return f"{_number(value, digits)} {_unit(metric)}"
+
+
+def _unit(metric: str) -> str:
+    units = {
+        "cost_usd": "USD per run",
+        "monthly_cost_usd": "USD per month",
+        "throughput_fps": "frames per second",
+    }
+    return units.get(metric, "s")
 
 
 def _as_written(value: float) -> str:
@@ -1079,31 +1117,30 @@ def _digits_apart(value: float, limit: float) -> int:
 
 def _limit_text(name: str, value: float) -> str:
     """Say a limit in words: "the latency limit of 2 s"."""
-    metric = LIMIT_METRICS[name]
-    unit = {"cost_usd": "USD per run", "monthly_cost_usd": "USD per month"}.get(metric, "s")
-    return f"{_LIMIT_NAMES[name]} of {_as_written(value)} {unit}"
+    return f"{_LIMIT_NAMES[name]} of {_as_written(value)} {_unit(LIMIT_METRICS[name])}"
 
 
 def _limit_setting(name: str, value: float) -> str:
     """Say a limit as it is written: "max_latency_s = 2 s"."""
-    unit = "s" if name == "max_latency_s" else "USD"
+    unit = _SETTING_UNITS[name]
     return f"{name} = {_as_written(value)} {unit}"
 
 
 def _value_verb(name: str, value: float, limit: float | None = None) -> str:
     metric = LIMIT_METRICS[name]
-    verb = "takes" if metric == "latency_s" else "costs"
+    verb = {"latency_s": "takes", "throughput_fps": "reaches"}.get(metric, "costs")
     digits = 3 if limit is None else _digits_apart(value, limit)
     return f"{verb} {_quantity(metric, value, digits)}"
 
 
 def _over(name: str, value: float, limit: float) -> str:
-    """Say how far a value is over a limit: "0.3 s (60 %) over"."""
-    unit = "s" if name == "max_latency_s" else "USD"
-    text = f"{_number(value - limit)} {unit}"
+    """Say how far a value is over a limit: "0.3 s (60 %) over", or under a lower one."""
+    unit = _SETTING_UNITS[name]
+    gap = limit - value if name in _LOWER_LIMITS else value - limit
+    text = f"{_number(gap)} {unit}"
     if limit > 0:
-        text += f" ({_number((value - limit) / limit * 100)} %)"
-    return text + " over"
+        text += f" ({_number(gap / limit * 100)} %)"
+    return text + (" under" if name in _LOWER_LIMITS else " over")
 
 
 def _describe(candidates: pd.DataFrame, row: int, metric: str, limits: dict[str, float]) -> str:
@@ -1123,6 +1160,13 @@ def _describe(candidates: pd.DataFrame, row: int, metric: str, limits: dict[str,
         monthly = _float_column(candidates, "monthly_cost_usd", required=True)[row]
         monthly_digits = digits("max_monthly_cost_usd", monthly)
         text += f" ({_quantity('monthly_cost_usd', monthly, monthly_digits)})"
+    if metric == "period_s" or "min_throughput_fps" in limits:
+        period_s = _float_column(candidates, "period_s")[row]
+        throughput = _float_column(candidates, "throughput_fps")[row]
+        text += (
+            f", one frame every {_quantity('period_s', period_s)} "
+            f"({_quantity('throughput_fps', throughput, digits('min_throughput_fps', throughput))})"
+        )
     if metric == "comm_s":
         text += f", with {_quantity('comm_s', _float_column(candidates, metric)[row])} of transfers"
     elif metric.endswith("_bytes"):

@@ -59,11 +59,14 @@ walk skips them, hashing their numbers when a sample is requested.
 
 Limits. Problems outside these limits return None and the caller uses the vectorised
 path: a priced device with more than `MAX_TABLE_BITS` free stages, sums that could
-overflow, a monthly objective without ``runs_per_month``, providers that raise
-while the tables are built, and contention that depends on the assignment
-(`CompiledProblem.contention_reason`), which makes a stage's time depend on where
-other stages run. The price tables assume that a provider prices each row
-of a `Usage` independently of the other rows, as the provider contract describes.
+overflow, a monthly objective without ``runs_per_month``, ``period_s`` as an objective,
+a device memory limit that some assignment exceeds, contention that depends on the
+assignment (`CompiledProblem.contention_reason`), which makes a stage's time depend on
+where other stages run, and providers that raise while the tables are built. The price
+tables assume that a provider prices each row of a `Usage` independently of the other
+rows, as the provider contract describes. With ``min_throughput_fps`` alone,
+``period_s`` is no objective: the kernel screens as usual, and `evaluate_placements`
+adds the stream's columns to the rows it keeps.
 
 NOTE: The tables are kept per `CompiledProblem` object. A worker that receives a
 pickled copy of the problem for every chunk (a process pool) builds them for every
@@ -329,7 +332,11 @@ def _plan_of(problem: CompiledProblem) -> _Plan | None:
 def _build_plan(problem: CompiledProblem) -> _Plan | None:
     if "monthly_cost_usd" in problem.objectives and problem.runs_per_month is None:
         return None
-    if problem.contention_reason is not None:
+    if (
+        problem.contention_reason is not None
+        or problem.memory_bound_devices
+        or "period_s" in problem.objectives
+    ):
         return None
     n_stages = problem.n_stages
     n_edges = len(problem.edge_source)

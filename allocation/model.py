@@ -51,8 +51,13 @@ OBJECTIVES = (
     "upload_bytes",
     "download_bytes",
     "monthly_cost_usd",
+    "period_s",
 )
-"""Metrics a front can be computed over; every one is minimised."""
+"""Metrics a front can be computed over; every one is minimised.
+
+``period_s`` is the time between frames of a stream (docs/streams-and-memory.md), so
+minimising it maximises the frames per second.
+"""
 
 STAGE_CLASSES = ("pre-processing", "inference", "post-processing")
 """Classes a stage may carry; a device may run each class at its own speed factor."""
@@ -62,7 +67,13 @@ StageClass = Literal["pre-processing", "inference", "post-processing"]
 SpeedFactor = Annotated[float, Field(gt=0, le=1e6)]
 ScoreFigure = Literal["single_thread", "cpu_mark", "integer_math", "floating_point_math"]
 Objective = Literal[
-    "latency_s", "cost_usd", "comm_s", "upload_bytes", "download_bytes", "monthly_cost_usd"
+    "latency_s",
+    "cost_usd",
+    "comm_s",
+    "upload_bytes",
+    "download_bytes",
+    "monthly_cost_usd",
+    "period_s",
 ]
 FreeText = Annotated[str, Field(max_length=10_000)]
 
@@ -108,6 +119,8 @@ class Stage(_Strict):
     allowed: list[Id] | None = Field(default=None, min_length=1)
     stage_class: StageClass | None = Field(default=None, alias="class")
     """Pre-processing, inference or post-processing; selects a device's class speed factor."""
+    memory_mb: float = Field(default=0.0, ge=0, le=1e9)
+    """Memory the stage needs while it runs, in MB; checked against a device's memory_mb."""
 
     @field_validator("allowed")
     @classmethod
@@ -170,6 +183,11 @@ class Device(_Strict):
     """
     class_speed_factors: dict[StageClass, SpeedFactor] | None = None
     """Further speed factor per stage class, applied on top of `speed_factor`."""
+    memory_mb: float | None = Field(default=None, gt=0)
+    """Memory available to the flow's stages, in MB; absent means no limit.
+
+    Every stage placed on the device counts against it at once, as in a stream of frames.
+    """
 
 
 class Link(_Strict):
@@ -213,15 +231,21 @@ class Requirements(_Strict):
     """Largest cost of one run, in USD."""
     max_monthly_cost_usd: float | None = Field(default=None, ge=0)
     """Largest monthly bill in USD. It needs the system's runs_per_month."""
+    min_throughput_fps: float | None = Field(default=None, gt=0)
+    """Smallest throughput of a stream in frames per second (``throughput_fps``)."""
     minimise: Objective = "cost_usd"
 
     @property
     def limits(self) -> dict[str, float]:
-        """Limits that are set, by field name (``max_latency_s``, ...), in field order."""
+        """Limits that are set, by field name (``max_latency_s``, ...), in field order.
+
+        ``min_throughput_fps`` is a lower limit; the others are upper limits.
+        """
         values = {
             "max_latency_s": self.max_latency_s,
             "max_cost_usd": self.max_cost_usd,
             "max_monthly_cost_usd": self.max_monthly_cost_usd,
+            "min_throughput_fps": self.min_throughput_fps,
         }
         return {name: value for name, value in values.items() if value is not None}
 

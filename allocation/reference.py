@@ -21,7 +21,9 @@ from allocation.pricing import Usage
 __all__ = [
     "reference_assignments",
     "reference_evaluate",
+    "reference_fits",
     "reference_front",
+    "reference_infeasible_count",
     "reference_sweep",
 ]
 
@@ -130,6 +132,18 @@ def reference_evaluate(
     latency_s = max(finish_time(stage.id) for stage in workflow.stages)
     comm_s = sum(transfer.values())
 
+    # Period of a stream: the busiest device or link; a link carries both directions.
+    busy_s: dict[Any, float] = {}
+    for stage in workflow.stages:
+        device_id = placement[stage.id]
+        busy_s[device_id] = busy_s.get(device_id, 0.0) + stage_time[stage.id]
+    for edge in workflow.edges:
+        a, b = placement[edge.source], placement[edge.target]
+        if a != b:
+            link_key = frozenset((a, b))
+            busy_s[link_key] = busy_s.get(link_key, 0.0) + transfer[(edge.source, edge.target)]
+    period_s = max(busy_s.values())
+
     upload = download = 0
     cost = 0.0
     monthly = 0.0
@@ -156,6 +170,8 @@ def reference_evaluate(
         "upload_bytes": upload,
         "download_bytes": download,
         "monthly_cost_usd": monthly if system.runs_per_month is not None else float("nan"),
+        "period_s": period_s,
+        "throughput_fps": 1.0 / period_s if period_s > 0 else float("inf"),
     }
 
 
@@ -223,6 +239,37 @@ def _reference_contention(
                 link.latency_ms + link.overhead_ms
             ) / 1000 + frames * 8 * shared_bytes / (link.bandwidth_mbps * 10**6)
     return contended_time, contended_transfer
+
+
+def reference_fits(workflow: Workflow, system: System, placement: dict[str, str]) -> bool:
+    """Tell whether an assignment fits the memory limit of every device.
+
+    The needs of a device's stages add up; a sum within a relative 1e-9 of the limit fits.
+    """
+    for device in system.devices:
+        if device.memory_mb is None:
+            continue
+        need_mb = sum(s.memory_mb for s in workflow.stages if placement[s.id] == device.id)
+        if need_mb > device.memory_mb * (1 + TOLERANCE):
+            return False
+    return True
+
+
+def reference_infeasible_count(workflow: Workflow, system: System) -> tuple[int, dict[str, int]]:
+    """Count the assignments that exceed a memory limit, in all and per device."""
+    total = 0
+    per_device = {device.id: 0 for device in system.devices}
+    for placement in reference_assignments(workflow, system):
+        if reference_fits(workflow, system, placement):
+            continue
+        total += 1
+        for device in system.devices:
+            if device.memory_mb is None:
+                continue
+            need_mb = sum(s.memory_mb for s in workflow.stages if placement[s.id] == device.id)
+            if need_mb > device.memory_mb * (1 + TOLERANCE):
+                per_device[device.id] += 1
+    return total, per_device
 
 
 def _reference_usage(
@@ -309,9 +356,15 @@ def reference_sweep(
 ) -> tuple[list[dict[str, str]], list[dict[str, float]], list[tuple[int, int]]]:
     """Enumerate and estimate every assignment and find the front, one at a time.
 
-    Returns the assignments, their metrics and the front as (row, count) pairs.
+    Assignments that exceed a device's memory limit are left out
+    (`reference_infeasible_count` counts them). Returns the assignments that fit, in
+    enumeration order, their metrics and the front as (row, count) pairs.
     """
-    assignments = list(reference_assignments(workflow, system))
+    assignments = [
+        placement
+        for placement in reference_assignments(workflow, system)
+        if reference_fits(workflow, system, placement)
+    ]
     metrics = [reference_evaluate(workflow, system, problem, a) for a in assignments]
     points = [[m[name] for name in system.objectives] for m in metrics]
     return assignments, metrics, reference_front(points)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from allocation.explain import LIMIT_METRICS, LatencyItem, PairExplanation
+from allocation.memory import left_out_sentence
 from allocation.model import SCORE_FIGURES
 from allocation.results import SweepSummary
 
@@ -43,6 +44,8 @@ _METRICS = {
     "comm_s": ("Communication", "s", "communication time"),
     "upload_bytes": ("Upload", "B", "upload"),
     "download_bytes": ("Download", "B", "download"),
+    "period_s": ("Period", "s", "period"),
+    "throughput_fps": ("Throughput", "frames/s", "throughput"),
 }
 
 _MARKDOWN_ESCAPES = {
@@ -146,8 +149,8 @@ def _format_metric(name: str, value: Any, digits: int) -> str:
 
 
 def _metric_names(summary: SweepSummary) -> list[str]:
-    """Metrics shown in the tables: monthly cost only when runs_per_month is set."""
-    names = list(_METRICS)
+    """Metrics shown in the tables: those the sweep computed, monthly cost with runs_per_month."""
+    names = [name for name in _METRICS if name in summary.candidates.columns]
     if summary.problem.runs_per_month is None:
         names.remove("monthly_cost_usd")
     return names
@@ -202,18 +205,25 @@ def _summary_paragraph(summary: SweepSummary) -> str:
         subject += f" ({escape_markdown(system.description)})"
     sentences.append(subject + ".")
 
-    sentences.append(
+    space = (
         f"The space holds {_count(summary.space_size, 'assignment')} of "
         f"{_count(len(summary.problem.stage_ids), 'stage')} to "
         f"{_count(len(summary.problem.device_ids), 'device')}"
-        + (
-            ", and every one was evaluated."
-            if summary.method == "exhaustive"
-            else ". The exact method built the front without enumerating them, because "
+    )
+    if summary.method != "exhaustive":
+        space += (
+            ". The exact method built the front without enumerating them, because "
             f"{escape_markdown(summary.method_reason)}; the chart and patterns.parquet "
             f"show {_count(len(summary.patterns), 'assignment')} drawn at random."
         )
-    )
+    elif summary.infeasible_count:
+        space += ", and every one that fits the memory limits was evaluated."
+    else:
+        space += ", and every one was evaluated."
+    sentences.append(space)
+    left_out = left_out_sentence(summary.infeasible_count, summary.space_size, summary.over_limit)
+    if left_out:
+        sentences.append(escape_markdown(left_out))
 
     n_front = len(summary.candidates)
     objectives = _join_words([escape_markdown(o) for o in summary.problem.objectives])
@@ -491,7 +501,12 @@ def _patterns_note(summary: SweepSummary) -> str:
         return (
             f"patterns.parquet holds a uniform sample of {n_rows:,} of the "
             f"{summary.space_size:,} assignments. The front and the baselines were "
-            "computed over every assignment."
+            "computed over every assignment"
+            + (" that fits the memory limits." if summary.infeasible_count else ".")
+        )
+    if summary.infeasible_count:
+        return (
+            f"patterns.parquet holds all {_count(n_rows, 'assignment')} that fit the memory limits."
         )
     return f"patterns.parquet holds all {_count(n_rows, 'assignment')}."
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from allocation.compile import CompiledProblem
-from allocation.estimate import METRIC_COLUMNS, Evaluation, evaluate_placements
+from allocation.estimate import METRIC_COLUMNS, Evaluation, evaluate_placements, metric_columns
 from allocation.explain import PairExplanation, Recommendation
 from allocation.model import Requirements, System, Workflow
 from allocation.pareto import RELATIVE_TOLERANCE
@@ -40,7 +40,7 @@ FRONT_METRIC_COLUMNS = METRIC_COLUMNS
 def evaluation_table(problem: CompiledProblem, evaluation: Evaluation) -> pd.DataFrame:
     """Return metrics and placement columns (`at_<stage id>`) of evaluated rows."""
     columns: dict[str, Any] = {}
-    for name in METRIC_COLUMNS:
+    for name in metric_columns(problem):
         values = evaluation.metrics[name]
         if name == "monthly_cost_usd" and problem.runs_per_month is None:
             columns[name] = pd.array([None] * len(values), dtype="Float64")
@@ -63,7 +63,9 @@ def front_table(problem: CompiledProblem, front: PartialFront) -> pd.DataFrame:
     the candidate labels derived from it) is stable.
     """
     table = evaluation_table(problem, front.evaluation)
-    table.insert(len(METRIC_COLUMNS), "equivalent_count", front.equivalent_count.astype(np.int64))
+    table.insert(
+        len(metric_columns(problem)), "equivalent_count", front.equivalent_count.astype(np.int64)
+    )
     order = np.lexsort(
         (
             front.evaluation.pattern_index,
@@ -194,7 +196,7 @@ def baseline_table(
         names.append(name)
         kinds.append(BASELINE_KINDS[1])
     if not rows:
-        return pd.DataFrame(columns=["baseline", "kind", *METRIC_COLUMNS])
+        return pd.DataFrame(columns=["baseline", "kind", *metric_columns(problem)])
 
     placements = np.array(rows, dtype=np.int16)
     indices = np.array([encode_placement(problem, list(r)) for r in rows], dtype=np.int64)
@@ -291,3 +293,8 @@ class SweepSummary:
     """Method that found the front: "exhaustive" (every assignment) or "exact" (none)."""
     method_reason: str = ""
     """Reason for that method, as a clause ("the space is smaller than ...")."""
+    infeasible_count: int = 0
+    """Assignments left out because they exceed a device's memory limit."""
+    over_limit: list[tuple[str, float, int]] = field(default_factory=list)
+    """Per device whose memory limit binds: its id, the limit in MB and the number of
+    assignments that exceed it."""

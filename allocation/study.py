@@ -92,6 +92,7 @@ def load_study(
     workflow = load_workflow(workflow_path)
     system = load_system(system_path)
     catalog = load_cpu_catalog(catalog_dir / "cpus.parquet")
+    merged = _merged_requirements(system, requirements or {})
     problem = compile_problem(
         workflow,
         system,
@@ -99,6 +100,8 @@ def load_study(
         workflow_file=workflow_path,
         system_file=system_path,
         catalog_dir=catalog_dir,
+        stream_metrics="period_s" in system.objectives
+        or (merged is not None and merged.min_throughput_fps is not None),
     )
     comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
     if compare_path is not None:
@@ -128,7 +131,6 @@ def load_study(
         }
     if compare_path is not None:
         inputs["compare"] = {"path": str(compare_path), "sha256": _sha256(compare_path)}
-    merged = _merged_requirements(system, requirements or {})
     return Study(workflow, system, catalog, problem, inputs, comparisons, merged)
 
 
@@ -136,6 +138,7 @@ _REQUIREMENT_OPTIONS = {
     "max_latency_s": "--max-latency-s",
     "max_cost_usd": "--max-cost-usd",
     "max_monthly_cost_usd": "--max-monthly-cost-usd",
+    "min_throughput_fps": "--min-throughput-fps",
     "minimise": "--minimise",
 }
 

@@ -103,6 +103,13 @@ def summarise(
         for a, b in pairs
     ]
     order = np.argsort(patterns.pattern_index, kind="stable")
+    over_limit = []
+    if front.over_limit_count is not None and problem.device_memory_mb is not None:
+        limits_mb, counts = problem.device_memory_mb, front.over_limit_count
+        over_limit = [
+            (problem.device_ids[d], float(limits_mb[d]), int(counts[d]))
+            for d in problem.memory_bound_devices
+        ]
     return SweepSummary(
         workflow=study.workflow,
         system=study.system,
@@ -121,6 +128,8 @@ def summarise(
         charts=dict(CHART_FILES),
         method=method,
         method_reason=method_reason,
+        infeasible_count=front.infeasible_count,
+        over_limit=over_limit,
     )
 
 

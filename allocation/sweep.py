@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from allocation.compile import CompiledProblem
 from allocation.errors import AllocationError
-from allocation.estimate import Evaluation, evaluate_chunk, evaluate_placements
+from allocation.estimate import Evaluation, empty_evaluation, evaluate_chunk, evaluate_placements
 from allocation.kernel import Screening, sample_threshold, screen_chunk
+from allocation.memory import memory_excess
 from allocation.pareto import pareto_front
 from allocation.space import decode_placements, plan_chunks
 
@@ -41,6 +42,11 @@ class PartialFront:
     evaluation: Evaluation
     equivalent_count: np.ndarray
     """(m,) int64 number of assignments equivalent to each representative."""
+    infeasible_count: int = 0
+    """Assignments of this part that exceed a device's memory limit (`allocation.memory`)."""
+    over_limit_count: np.ndarray | None = None
+    """(n_devices,) int64 assignments of this part that exceed each device's memory limit;
+    None when the problem has no memory limit that binds."""
 
     def __len__(self) -> int:
         return len(self.evaluation)
@@ -80,13 +86,19 @@ def front_of(
 
 
 def merge_fronts(problem: CompiledProblem, fronts: Iterable[PartialFront]) -> PartialFront:
-    """Merge partial fronts into the front of their union."""
+    """Merge partial fronts into the front of their union; the infeasible counts add up."""
     fronts = list(fronts)
+    infeasible = sum(f.infeasible_count for f in fronts)
+    over_limit = [f.over_limit_count for f in fronts if f.over_limit_count is not None]
+    over_limit_count = np.stack(over_limit).sum(axis=0, dtype=np.int64) if over_limit else None
     joined = Evaluation.concat([f.evaluation for f in fronts], problem.n_stages)
     if len(joined) == 0:
-        return PartialFront(joined, np.empty(0, dtype=np.int64))
+        return PartialFront(
+            joined, np.empty(0, dtype=np.int64), infeasible, over_limit_count=over_limit_count
+        )
     counts = np.concatenate([f.equivalent_count for f in fronts])
-    return front_of(problem, joined, counts)
+    merged = front_of(problem, joined, counts)
+    return replace(merged, infeasible_count=infeasible, over_limit_count=over_limit_count)
 
 
 def sample_mask(pattern_index: np.ndarray, fraction: float) -> np.ndarray:
@@ -116,7 +128,12 @@ def sweep_chunk(
     front; only those and the sampled rows are estimated by `evaluate_placements`, and
     the front is the same as that of estimating every row. Problems the kernel does not
     handle are estimated by `evaluate_chunk`.
+
+    When a device's memory limit can bind, only the assignments that fit every limit
+    are estimated, and the others are counted (`PartialFront.infeasible_count`).
     """
+    if problem.memory_bound_devices:
+        return _sweep_chunk_with_limits(problem, start, stop, sample_fraction)
     if sample_fraction >= 1.0:
         # Every row is kept for patterns.parquet, so every row is estimated anyway and
         # the kernel would only add its compile time.
@@ -141,10 +158,45 @@ def sweep_chunk(
     )
 
 
-def _evaluate_indices(problem: CompiledProblem, indices: np.ndarray) -> Evaluation:
+def _sweep_chunk_with_limits(
+    problem: CompiledProblem, start: int, stop: int, sample_fraction: float
+) -> ChunkResult:
+    """Sweep a chunk of a problem with binding memory limits, leaving out what exceeds them."""
+    assert problem.stage_memory_mb is not None and problem.device_memory_mb is not None
+    indices = np.arange(start, stop, dtype=np.int64)
+    placements = decode_placements(problem, indices)
+    excess = memory_excess(
+        problem.stage_memory_mb,
+        problem.device_memory_mb,
+        problem.memory_bound_devices,
+        placements,
+    )
+    feasible = ~excess.any(axis=1)
+    over_limit_count = np.zeros(problem.n_devices, dtype=np.int64)
+    over_limit_count[list(problem.memory_bound_devices)] = excess.sum(axis=0)
+
+    evaluation = _evaluate_indices(problem, indices[feasible], placements[feasible])
+    if len(evaluation):
+        front = front_of(problem, evaluation)
+    else:
+        front = PartialFront(evaluation, np.empty(0, dtype=np.int64))
+    front = replace(
+        front,
+        infeasible_count=int(len(indices) - feasible.sum()),
+        over_limit_count=over_limit_count,
+    )
+    patterns = evaluation.take(sample_mask(evaluation.pattern_index, sample_fraction))
+    return ChunkResult(start=start, stop=stop, front=front, patterns=patterns)
+
+
+def _evaluate_indices(
+    problem: CompiledProblem, indices: np.ndarray, placements: np.ndarray | None = None
+) -> Evaluation:
     if len(indices) == 0:
-        return Evaluation.concat([], problem.n_stages)
-    return evaluate_placements(problem, decode_placements(problem, indices), indices)
+        return empty_evaluation(problem)
+    if placements is None:
+        placements = decode_placements(problem, indices)
+    return evaluate_placements(problem, placements, indices)
 
 
 def _agrees(problem: CompiledProblem, screening: Screening, candidates: Evaluation) -> bool:
@@ -170,7 +222,8 @@ def sweep_in_process(
 ) -> tuple[PartialFront, Evaluation]:
     """Sweep the whole space in this process, chunk by chunk, without Prefect.
 
-    Returns the front and the evaluated (or sampled) patterns.
+    Returns the front, with the count of assignments that exceed a memory limit, and
+    the evaluated (or sampled) patterns.
     """
     fronts = []
     patterns = []

@@ -52,6 +52,7 @@ from allocation.explain import (
     LIMIT_METRICS,
     breakdown_tables,
 )
+from allocation.memory import left_out_sentence, no_feasible_assignment_error
 from allocation.outputs import share_link, staged_output, write_json, write_parquet
 from allocation.progress import ProgressLine
 from allocation.report import (
@@ -103,6 +104,8 @@ class SweepOutcome:
     patterns_sampled: bool = False
     recommended: str | None = None
     recommendation: str = ""
+    memory_note: str = ""
+    """How many assignments exceed a memory limit and are left out; empty when none."""
 
 
 def choose_chunk_size(
@@ -274,6 +277,16 @@ def sweep(
                 show_progress=show_progress,
             )
         front, pattern_parts, chunks, chunk_counts, timings["merge_s"] = estimate
+        if len(front) == 0 and front.over_limit_count is not None:
+            store.remove()
+            raise no_feasible_assignment_error(
+                study.workflow,
+                study.system,
+                problem.allowed,
+                front.over_limit_count,
+                space_size,
+                system_file=system_path,
+            )
         logger.info(
             "Chunks on the %s runner (%d workers): %d computed, %d reused from %s",
             runner_settings["name"],
@@ -283,6 +296,12 @@ def sweep(
             store.path,
         )
     timings["evaluate_s"] = time.perf_counter() - mark
+    if front.infeasible_count:
+        logger.info(
+            "%d of %d assignments exceed a device's memory limit and are left out",
+            front.infeasible_count,
+            space_size,
+        )
     logger.info(
         "Estimated %d assignments in %.3f s (%s method, %d chunks); %d on the Pareto front",
         space_size,
@@ -404,6 +423,7 @@ def sweep(
         patterns_sampled=sample_fraction < 1.0,
         recommended=recommendation.label,
         recommendation=recommendation.reason,
+        memory_note=left_out_sentence(summary.infeasible_count, space_size, summary.over_limit),
     )
 
 
@@ -518,7 +538,12 @@ def _build_charts(summary: SweepSummary) -> dict[str, Any]:
     recommended = summary.recommendation.label if summary.recommendation else None
     limits = {}
     if summary.requirements is not None:
-        limits = {LIMIT_METRICS[key]: value for key, value in summary.requirements.limits.items()}
+        for key, value in summary.requirements.limits.items():
+            # A minimum throughput is drawn as the largest period it allows.
+            if key == "min_throughput_fps":
+                limits["period_s"] = 1.0 / value
+            else:
+                limits[LIMIT_METRICS[key]] = value
     time_table, cost_table = breakdown_tables(summary.problem, summary.candidates)
     workflow, system = summary.problem.workflow_name, summary.problem.system_name
     return {
@@ -628,8 +653,12 @@ def _run_metadata(
         "counts": {
             "space_size": summary.space_size,
             "evaluated": (
-                summary.space_size if summary.method == "exhaustive" else len(summary.patterns)
+                summary.space_size - summary.infeasible_count
+                if summary.method == "exhaustive"
+                else len(summary.patterns)
             ),
+            "infeasible_count": summary.infeasible_count,
+            "over_memory_limit": {device_id: count for device_id, _, count in summary.over_limit},
             "front_points": len(summary.candidates),
             "chunks": len(chunks),
             "chunk_size": chunk_size,
