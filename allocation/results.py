@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from allocation.model import Requirements, System, Workflow
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.space import encode_placement
 from allocation.sweep import PartialFront, objective_matrix
+
+if TYPE_CHECKING:
+    from allocation.robustness import Robustness
 
 __all__ = [
     "BASELINE_KINDS",
@@ -291,3 +294,5 @@ class SweepSummary:
     """Method that found the front: "exhaustive" (every assignment) or "exact" (none)."""
     method_reason: str = ""
     """Reason for that method, as a clause ("the space is smaller than ...")."""
+    robustness: Robustness | None = None
+    """The Monte Carlo over the candidates, when an uncertainty file is given."""

@@ -147,7 +147,12 @@ def load_uncertainty(path: str | Path) -> UncertaintyFile:
         spec = Uncertainty.model_validate(document)
     except ValidationError as exc:
         raise _error_from(exc, path) from None
-    if spec.stage_time is None and spec.bandwidth is None and spec.price is None and not spec.stages:
+    if (
+        spec.stage_time is None
+        and spec.bandwidth is None
+        and spec.price is None
+        and not spec.stages
+    ):
         raise InputError(
             "sets no spread; add stage_time, bandwidth, price or stages, such as "
             "stage_time: {relative: 0.2}",
@@ -209,9 +214,7 @@ def draw_factors(
     changes no other factor.
     """
     stage_spreads = [spec.spread_of_stage(stage_id) for stage_id in stage_ids]
-    spreads = (
-        stage_spreads + [spec.bandwidth] * n_links + [spec.price] * n_priced
-    )
+    spreads = stage_spreads + [spec.bandwidth] * n_links + [spec.price] * n_priced
     n_columns = len(spreads)
     rng = np.random.default_rng(spec.seed)
     uniform = np.empty((spec.samples, n_columns))
