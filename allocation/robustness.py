@@ -237,7 +237,7 @@ def evaluate_sample(
     meets = np.ones(len(placements), dtype=bool)
     for name, limit in limits.items():
         values = evaluation.metrics[LIMIT_METRICS[name]]
-        meets &= (values <= limit) | _equal(values, np.float64(limit))
+        meets &= (values <= limit) | _equal(values, np.full(len(values), limit))
 
     table = front_table(problem, front)
     table.insert(0, "label", [str(i) for i in range(len(table))])
