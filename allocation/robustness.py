@@ -20,14 +20,15 @@ import pandas as pd
 
 from allocation.compile import CompiledProblem
 from allocation.errors import InputError
-from allocation.estimate import evaluate_placements
+from allocation.estimate import Evaluation, evaluate_chunk, evaluate_placements
 from allocation.exact import exact_front
 from allocation.explain import LIMIT_METRICS, placements_of, recommend
 from allocation.model import Requirements, System
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.pricing import PerRunCostTerms, PricingContext, PricingProvider, Usage
 from allocation.results import front_table
-from allocation.sweep import PartialFront, objective_matrix, sweep_in_process, warm_up
+from allocation.space import encode_placement
+from allocation.sweep import PartialFront, front_of, objective_matrix, sweep_in_process, warm_up
 from allocation.uncertainty import UncertaintyFile, draw_factors
 
 __all__ = [
@@ -176,6 +177,19 @@ def front_of_space(problem: CompiledProblem, method: str) -> PartialFront:
     return front
 
 
+def _front_and_rows(
+    problem: CompiledProblem, placements: np.ndarray, method: str
+) -> tuple[PartialFront, Evaluation]:
+    """Return the front of the space and the estimates of `placements`."""
+    if method == "exact" or problem.space_size > ROW_BY_ROW_UP_TO:
+        return front_of_space(problem, method), evaluate_placements(problem, placements)
+    # One estimate of every assignment gives the front and the candidates' rows with
+    # one call to each provider instead of two.
+    every = evaluate_chunk(problem, 0, problem.space_size)
+    rows = np.array([encode_placement(problem, list(row)) for row in placements], dtype=np.int64)
+    return front_of(problem, every), every.take(rows)
+
+
 @dataclass(frozen=True)
 class SampleOutcome:
     """How the nominal candidates fare in one sample, row for row.
@@ -227,8 +241,8 @@ def evaluate_sample(
     front, ordered and represented as front.parquet would be, and matched to a
     candidate by placement.
     """
-    front = front_of_space(problem, method)
-    evaluation = evaluate_placements(problem, placements)
+    placements = np.asarray(placements)
+    front, evaluation = _front_and_rows(problem, placements, method)
     points = objective_matrix(problem, evaluation)
     front_points = objective_matrix(problem, front.evaluation)
     on_front = ~_dominated(front_points, points)
@@ -245,7 +259,7 @@ def evaluate_sample(
     recommended = None
     if choice.label is not None:
         chosen = tuple(placements_of(problem, table)[int(choice.label)].tolist())
-        rows = {tuple(row): i for i, row in enumerate(np.asarray(placements).tolist())}
+        rows = {tuple(row): i for i, row in enumerate(placements.tolist())}
         recommended = rows.get(chosen)
     return SampleOutcome(
         on_front=on_front,
