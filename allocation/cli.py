@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Prefect flow `sweep`: estimate every allowed assignment, "
         "find the exact Pareto front, recommend a candidate and write front.parquet, "
         "patterns.parquet, report.md, report.html, chart.html, chart.png, "
-        "breakdown.html, breakdown.png, placement.html, placement.png and run.json.",
+        "breakdown.html, breakdown.png, placement.html, placement.png and run.json; "
+        "with --uncertainty, also robustness.parquet.",
     )
     sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
     sweep.add_argument(

@@ -932,11 +932,25 @@ def _robustness_section(summary: SweepSummary) -> str:
         f"A Monte Carlo of {_count(robustness.samples, 'sample')} (seed {settings['seed']}, "
         f"file {escape_markdown(robustness.path)}) multiplied the inputs by random factors: "
         f"{_join_words(spreads)}. Each sample finds the front of all "
-        f"{_count(summary.space_size, 'assignment')} again. A candidate stays on the front "
-        "in a sample when no point of that sample's front dominates it; it is recommended "
-        "when the rule of the recommendation picks it from that front."
+        f"{_count(summary.space_size, 'assignment')} again. A candidate counts as on the "
+        "front in a sample when no point of that sample's front dominates it, and as "
+        "recommended when the recommendation rules, applied to that front, choose it."
     )
-    parts = [intro, escape_markdown(robustness.sentence())]
+    sentences = [robustness.sentence()]
+    elsewhere = []
+    if robustness.no_recommendation_share > 0 and robustness.recommended_label is not None:
+        elsewhere.append(
+            f"nothing is recommended in {_share_text(robustness.no_recommendation_share)}, "
+            "because no point of the sample's front meets the limits"
+        )
+    if robustness.other_recommended_share > 0:
+        elsewhere.append(
+            "the recommended point is none of these candidates in "
+            f"{_share_text(robustness.other_recommended_share)}"
+        )
+    if elsewhere:
+        sentences.append(f"Of the samples, {_join_words(elsewhere)}.")
+    parts = [intro, escape_markdown(" ".join(sentences))]
 
     table = robustness.table
     shown = table.iloc[:_MAX_ROBUSTNESS_ROWS]

@@ -203,6 +203,8 @@ class SampleOutcome:
     recommended : int or None
         Row of the candidate recommended among the sample's front, or None when the
         recommended point is no nominal candidate or nothing is recommended.
+    anything_recommended : bool
+        Whether the recommendation chose any point of the sample's front.
     latency_s, cost_usd : ndarray, shape (m,)
         The candidates' metrics under the sample's inputs.
     """
@@ -210,6 +212,7 @@ class SampleOutcome:
     on_front: np.ndarray
     meets_limits: np.ndarray
     recommended: int | None
+    anything_recommended: bool
     latency_s: np.ndarray
     cost_usd: np.ndarray
 
@@ -265,6 +268,7 @@ def evaluate_sample(
         on_front=on_front,
         meets_limits=meets,
         recommended=recommended,
+        anything_recommended=choice.label is not None,
         latency_s=evaluation.metrics["latency_s"].astype(np.float64),
         cost_usd=evaluation.metrics["cost_usd"].astype(np.float64),
     )
@@ -283,8 +287,10 @@ class Robustness:
     path: str
     sha256: str
     samples: int
+    no_recommendation_share: float
+    """Share of samples in which nothing is recommended (no point meets the limits)."""
     other_recommended_share: float
-    """Share of samples whose recommended point is no nominal candidate, or none."""
+    """Share of samples whose recommended point is not one of the nominal candidates."""
     elapsed_s: float
     recommended_label: str | None
     """The candidate recommended under the nominal inputs."""
@@ -303,6 +309,7 @@ class Robustness:
             "recommended_shares": None
             if row is None
             else {column: _share_or_none(row[column]) for column in SHARE_COLUMNS},
+            "no_recommendation_share": self.no_recommendation_share,
             "other_recommended_share": self.other_recommended_share,
         }
 
@@ -320,8 +327,8 @@ class Robustness:
         if row is None:
             return (
                 "No candidate is recommended under the nominal inputs; in "
-                f"{_percent(1.0 - self.other_recommended_share)} of the {samples} the "
-                "recommended point is one of the candidates."
+                f"{_percent(self.no_recommendation_share)} of the {samples} nothing is "
+                "recommended either."
             )
         limits = (
             f", meets the limits in {_percent(row['meets_limits_share'])}"
@@ -387,6 +394,7 @@ def run_monte_carlo(
     on_front = np.zeros((n, m), dtype=bool)
     meets = np.zeros((n, m), dtype=bool)
     recommended = np.zeros((n, m), dtype=bool)
+    anything_recommended = np.zeros(n, dtype=bool)
     latency_s = np.empty((n, m))
     cost_usd = np.empty((n, m))
     sampling_started = time.perf_counter()
@@ -404,6 +412,7 @@ def run_monte_carlo(
         meets[i] = outcome.meets_limits
         if outcome.recommended is not None:
             recommended[i, outcome.recommended] = True
+        anything_recommended[i] = outcome.anything_recommended
         latency_s[i] = outcome.latency_s
         cost_usd[i] = outcome.cost_usd
         elapsed_s = time.perf_counter() - started
@@ -430,7 +439,8 @@ def run_monte_carlo(
         path=uncertainty.path,
         sha256=uncertainty.sha256,
         samples=n,
-        other_recommended_share=float(1.0 - recommended.any(axis=1).mean()),
+        no_recommendation_share=float(1.0 - anything_recommended.mean()),
+        other_recommended_share=float((anything_recommended & ~recommended.any(axis=1)).mean()),
         elapsed_s=time.perf_counter() - started,
         recommended_label=nominal,
         limits_set=limits_set,

@@ -369,6 +369,23 @@ def test_two_candidates_known_share(
     assert table.loc["edge", "latency_s_p50"] == pytest.approx(1.0, abs=0.05)
 
 
+def test_no_recommendation_share(tmp_path: Path) -> None:
+    study, summary = _study_and_candidates(tmp_path, ONE_STAGE_WORKFLOW, ONE_STAGE_SYSTEM)
+    uncertainty = _uncertainty(samples=40, seed=2, stage_time={"relative": 0.5})
+    # The cloud's 0.1 s meets a limit of 0.105 s when the factor is at most 1.05.
+    robustness = run_monte_carlo(
+        study.problem,
+        study.system,
+        summary.candidates,
+        uncertainty,
+        requirements=Requirements(max_latency_s=0.105),
+    )
+    factors = draw_factors(uncertainty.spec, ("work",), n_links=0, n_priced=1)
+    assert robustness.no_recommendation_share == np.mean(factors.stage_time[:, 0] > 1.05)
+    assert 0 < robustness.no_recommendation_share < 1
+    assert robustness.other_recommended_share == 0.0
+
+
 def test_time_limit_rejects_with_fit(tmp_path: Path) -> None:
     study, summary = _study_and_candidates(tmp_path, WORKFLOW, SYSTEM)
     uncertainty = _uncertainty(samples=50, max_time_s=1e-9, stage_time={"relative": 0.1})
