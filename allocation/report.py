@@ -953,13 +953,13 @@ def _robustness_section(summary: SweepSummary) -> str:
     parts = [intro, escape_markdown(" ".join(sentences))]
 
     table = robustness.table
-    shown = table.iloc[:_MAX_ROBUSTNESS_ROWS]
+    listed = table.iloc[:_MAX_ROBUSTNESS_ROWS]
     header = ["Label", "On the front", "Recommended"]
     if robustness.limits_set:
         header.insert(2, "Within the limits")
     header += ["Latency p5 / p50 / p95 (s)", "Cost per run p5 / p50 / p95 (USD)"]
     rows = []
-    for _, row in shown.iterrows():
+    for _, row in listed.iterrows():
         label = escape_markdown(row["label"])
         if row["label"] == robustness.recommended_label:
             label = f"**{label}** (recommended)"
@@ -972,10 +972,10 @@ def _robustness_section(summary: SweepSummary) -> str:
             )
         rows.append(cells)
     parts.append(_table(header, rows, [False] + [True] * (len(header) - 1)))
-    if len(table) > len(shown):
+    if len(table) > len(listed):
         parts.append(
-            f"The table shows the first {len(shown):,} of {len(table):,} candidates; "
-            "robustness.parquet has every one."
+            f"The table lists the first {len(listed):,} of {len(table):,} candidates. "
+            "robustness.parquet contains every one."
         )
     return "\n\n".join(parts)
 

@@ -1,9 +1,9 @@
 """Monte Carlo robustness of the front's candidates under uncertain inputs.
 
 Each sample multiplies the stage times, the link bandwidths and the providers' charges
-by factors drawn from an uncertainty file (`allocation.uncertainty`), finds the front
-of the whole space under those inputs with the engine, and checks every nominal
-candidate against it: whether it stays on the front, meets the limits and is the
+by factors drawn from an uncertainty file (`allocation.uncertainty`). The engine then
+finds the front of the whole space under those inputs. Every nominal candidate is
+checked against it: whether it stays on the front, meets the limits and is the
 recommended candidate. docs/robustness.md describes the numbers.
 """
 
@@ -192,7 +192,7 @@ def _front_and_rows(
 
 @dataclass(frozen=True)
 class SampleOutcome:
-    """How the nominal candidates fare in one sample, row for row.
+    """The outcome of the nominal candidates in one sample, row for row.
 
     Attributes
     ----------
@@ -439,7 +439,7 @@ def run_monte_carlo(
         path=uncertainty.path,
         sha256=uncertainty.sha256,
         samples=n,
-        no_recommendation_share=float(1.0 - anything_recommended.mean()),
+        no_recommendation_share=float((~anything_recommended).mean()),
         other_recommended_share=float((anything_recommended & ~recommended.any(axis=1)).mean()),
         elapsed_s=time.perf_counter() - started,
         recommended_label=nominal,
@@ -454,8 +454,9 @@ def _check_time(uncertainty: UncertaintyFile, first_s: float) -> None:
     if spec.samples == 1 or projected_s <= spec.max_time_s:
         return
     fit = max(1, math.floor(spec.max_time_s / first_s))
+    projected = f"{projected_s:,.0f}" if projected_s >= 10 else f"{projected_s:.3g}"
     raise InputError(
-        f"would take about {projected_s:,.0f} s: the first sample took {first_s:.3g} s, "
+        f"would take about {projected} s: the first sample took {first_s:.3g} s, "
         f"and max_time_s is {spec.max_time_s:g} s. Set samples to {fit:,} or fewer, or "
         "raise max_time_s",
         file=uncertainty.path,

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TIME_S = 600.0
-"""Longest Monte Carlo run accepted by default, in seconds, projected from its first sample."""
+"""Default maximum Monte Carlo run time, in seconds, projected from its first sample."""
 
 _TOP_LEVEL_FIELDS = ("samples", "seed", "max_time_s", "stage_time", "bandwidth", "price", "stages")
 _SPREAD_FIELDS = ("distribution", "relative")
@@ -68,7 +68,7 @@ class Uncertainty(_Strict):
     samples: int = Field(default=200, ge=1, le=100_000)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     max_time_s: float = Field(default=DEFAULT_MAX_TIME_S, gt=0, le=1e7)
-    """Longest run accepted, in seconds, projected from the time of the first sample."""
+    """Maximum run time accepted, in seconds, projected from the time of the first sample."""
     stage_time: Spread | None = None
     """Spread of each stage's time, one factor per stage applied on every device."""
     bandwidth: Spread | None = None
@@ -177,10 +177,10 @@ def check_stage_overrides(
             continue
         matches = difflib.get_close_matches(stage_id, list(stage_ids), n=1, cutoff=0.6)
         hint = f"; did you mean {matches[0]!r}?" if matches else ""
-        shown = ", ".join(stage_ids[:30]) + (" ..." if len(stage_ids) > 30 else "")
+        listed = ", ".join(stage_ids[:30]) + (" ..." if len(stage_ids) > 30 else "")
         raise InputError(
             f"names stage {stage_id!r}, which the workflow {workflow!r} does not have; "
-            f"known stages: {shown}{hint}",
+            f"known stages: {listed}{hint}",
             file=uncertainty.path,
             field=f"stages.{stage_id}",
         )

@@ -207,7 +207,7 @@ def test_perturbed_problem_factor_one_equal(tmp_path: Path) -> None:
     assert evaluate_placements(slower, placements).metrics["cost_usd"][0] == pytest.approx(2 * cost)
 
 
-# --- The Monte Carlo against the reference and known answers ---------------------------------
+# --- The Monte Carlo against the reference and known shares ---------------------------------
 
 
 def _small_random_problems(count: int) -> list[int]:
