@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Prefect flow `sweep`: estimate every allowed assignment, "
         "find the exact Pareto front, recommend a candidate and write front.parquet, "
         "patterns.parquet, report.md, report.html, chart.html, chart.png, "
-        "breakdown.html, breakdown.png, placement.html, placement.png and run.json.",
+        "breakdown.html, breakdown.png, placement.html, placement.png and run.json; "
+        "with --uncertainty, also robustness.parquet.",
     )
     sweep.add_argument("workflow", type=Path, help="workflow file (YAML or JSON)")
     sweep.add_argument(
@@ -203,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
         "enumerating, where that is provably exact (latency and per-run costs that add up "
         "along the workflow); auto (default): exact from 16,777,216 assignments when it "
         "applies, else exhaustive",
+    )
+    sweep.add_argument(
+        "--uncertainty",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="uncertainty file (YAML or JSON) with the spread of stage times, bandwidths "
+        "and prices: run a Monte Carlo over the front's candidates and write "
+        "robustness.parquet and a Robustness section in the report (docs/robustness.md)",
     )
     runners = sweep.add_argument_group("where the chunks run (docs/distributed.md)")
     runners.add_argument(
@@ -453,6 +463,14 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
         for system in args.system
     ]
     share_link(args.share_url, "report.html")
+    uncertainty = None
+    if args.uncertainty is not None:
+        from allocation.uncertainty import check_stage_overrides, load_uncertainty
+
+        uncertainty = load_uncertainty(args.uncertainty)
+        for study in studies:
+            problem = study.problem
+            check_stage_overrides(uncertainty, problem.stage_ids, workflow=problem.workflow_name)
     out_dirs = _output_folders(args, studies)
     methods = []
     for study in studies:
@@ -464,6 +482,14 @@ def _sweep_within_limits(args: argparse.Namespace) -> int:
             "starting the Prefect flow",
             file=sys.stderr,
         )
+        if uncertainty is not None:
+            samples = uncertainty.spec.samples
+            print(
+                f"  then a Monte Carlo of {_count(samples, 'sample')}, each the front of "
+                f"{study.problem.space_size:,} assignments; the first sample's time must "
+                f"project the run within max_time_s ({uncertainty.spec.max_time_s:g} s)",
+                file=sys.stderr,
+            )
 
     with contextlib.ExitStack() as folders:
         for out_dir in out_dirs:
@@ -658,6 +684,7 @@ def _run_sweep_flows(
             runner=args.runner,
             workers=args.workers,
             runner_address=address,
+            uncertainty_path=None if args.uncertainty is None else str(args.uncertainty),
         )
 
     previous = signal.signal(
@@ -922,6 +949,8 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
         print(f"Recommended: {outcome.recommended}. {outcome.recommendation}")
     else:
         print(f"No recommendation. {outcome.recommendation}")
+    if outcome.robustness:
+        print(f"Robustness: {outcome.robustness}")
     sampled = " (a uniform sample)" if outcome.patterns_sampled else ""
     print(
         f"Outputs in {outcome.out_dir}/: {', '.join(outcome.files)}; patterns.parquet "

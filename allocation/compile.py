@@ -29,6 +29,7 @@ __all__ = [
     "PricedDevice",
     "compile_problem",
     "device_cores_of",
+    "link_arrays",
     "resolve_cpu",
     "speed_factor_of",
 ]
@@ -270,7 +271,7 @@ def compile_problem(
     topo_order = _topological_order(len(stage_ids), edge_source, edge_target)
     contention = None
     if system.contention is not None:
-        link_fixed_s, link_s_per_byte, link_number = _link_arrays(system, device_index)
+        link_fixed_s, link_s_per_byte, link_number = link_arrays(system, device_index)
         stage_time_s, edge_transfer_s, contention = plan_contention(
             system.contention,
             stage_ids=stage_ids,
@@ -439,7 +440,7 @@ def _transfer_times(
     system_file: str,
 ) -> np.ndarray:
     n_devices = len(system.devices)
-    latency_s, s_per_byte, link_index = _link_arrays(system, device_index)
+    latency_s, s_per_byte, link_index = link_arrays(system, device_index)
 
     n_edges = len(edge_source)
     transfer = np.zeros((n_edges, n_devices, n_devices))
@@ -476,7 +477,7 @@ def _transfer_times(
     return transfer
 
 
-def _link_arrays(
+def link_arrays(
     system: System, device_index: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the fixed seconds, seconds per byte and link number of each device pair.

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from allocation.compile import CompiledProblem
-from allocation.model import System, Workflow
+from allocation.explain import LIMIT_METRICS, recommend
+from allocation.model import Requirements, System, Workflow
 from allocation.pricing import Usage
+from allocation.robustness import ScaledProvider
 
 __all__ = [
     "reference_assignments",
@@ -24,6 +28,7 @@ __all__ = [
     "reference_fits",
     "reference_front",
     "reference_infeasible_count",
+    "reference_robustness",
     "reference_sweep",
 ]
 
@@ -368,3 +373,85 @@ def reference_sweep(
     metrics = [reference_evaluate(workflow, system, problem, a) for a in assignments]
     points = [[m[name] for name in system.objectives] for m in metrics]
     return assignments, metrics, reference_front(points)
+
+
+def reference_robustness(
+    workflow: Workflow,
+    system: System,
+    problem: CompiledProblem,
+    candidates: Sequence[dict[str, str]],
+    factors: Any,
+    requirements: Requirements | None,
+) -> dict[str, list[float]]:
+    """Run a Monte Carlo over `candidates` one sample and one assignment at a time.
+
+    Each sample multiplies every stage's ``time_s`` and every link's ``bandwidth_mbps``
+    in copies of the models, and wraps each provider in
+    `allocation.robustness.ScaledProvider`. `factors` is an
+    `allocation.uncertainty.Factors`.
+
+    Returns
+    -------
+    dict of str to list of float
+        Per candidate, the share of samples in which no front point dominates it
+        (``on_front_share``), in which it meets every limit (``meets_limits_share``) and
+        in which the recommended front point has its placement (``recommended_share``).
+    """
+    n_samples = len(factors)
+    on_front = [0] * len(candidates)
+    meets = [0] * len(candidates)
+    chosen = [0] * len(candidates)
+    limits = requirements.limits if requirements is not None else {}
+    for i in range(n_samples):
+        # The sample's inputs: scaled copies of the models and the providers.
+        stages = [
+            stage.model_copy(update={"time_s": stage.time_s * float(factors.stage_time[i, s])})
+            for s, stage in enumerate(workflow.stages)
+        ]
+        links = [
+            link.model_copy(
+                update={"bandwidth_mbps": link.bandwidth_mbps * float(factors.bandwidth[i, k])}
+            )
+            for k, link in enumerate(system.links)
+        ]
+        sample_workflow = workflow.model_copy(update={"stages": stages})
+        sample_system = system.model_copy(update={"links": links})
+        priced = tuple(
+            replace(p, provider=ScaledProvider(p.provider, float(factors.price[i, k])))
+            for k, p in enumerate(problem.priced)
+        )
+        sample_problem = replace(problem, priced=priced)
+
+        # The sample's front, in front.parquet's order: latency, cost, enumeration.
+        assignments, metrics, front = reference_sweep(
+            sample_workflow, sample_system, sample_problem
+        )
+        front_points = [[metrics[r][name] for name in system.objectives] for r, _ in front]
+        rows = sorted(
+            (r for r, _ in front),
+            key=lambda r: (metrics[r]["latency_s"], metrics[r]["cost_usd"], r),
+        )
+        table = pd.DataFrame([metrics[r] for r in rows])
+        table.insert(0, "label", [str(k) for k in range(len(rows))])
+        recommendation = recommend(table, requirements, system.objectives)
+        best = (
+            None if recommendation.label is None else assignments[rows[int(recommendation.label)]]
+        )
+
+        for c, candidate in enumerate(candidates):
+            values = reference_evaluate(sample_workflow, sample_system, sample_problem, candidate)
+            point = [values[name] for name in system.objectives]
+            if not any(_dominates(p, point) for p in front_points):
+                on_front[c] += 1
+            if all(
+                values[LIMIT_METRICS[name]] <= limit or _equal(values[LIMIT_METRICS[name]], limit)
+                for name, limit in limits.items()
+            ):
+                meets[c] += 1
+            if best == candidate:
+                chosen[c] += 1
+    return {
+        "on_front_share": [count / n_samples for count in on_front],
+        "meets_limits_share": [count / n_samples for count in meets],
+        "recommended_share": [count / n_samples for count in chosen],
+    }

@@ -949,6 +949,98 @@ def _differences_section(summary: SweepSummary) -> str:
     return "\n\n".join(parts)
 
 
+# --- Robustness ----------------------------------------------------------------------
+
+_MAX_ROBUSTNESS_ROWS = 60
+"""Candidates listed in the Robustness section at most; robustness.parquet has them all."""
+
+_SPREAD_NAMES = {
+    "stage_time": "stage times",
+    "bandwidth": "link bandwidths",
+    "price": "prices",
+}
+
+
+def _spread_text(spread: dict[str, Any]) -> str:
+    relative = float(spread["relative"])
+    if spread["distribution"] == "uniform":
+        return f"±{format_significant(100 * relative, 3)} % (uniform)"
+    return f"lognormal with σ {format_significant(relative, 3)} of the logarithm"
+
+
+def _robustness_section(summary: SweepSummary) -> str:
+    """Render the settings, the recommended candidate's shares and the table."""
+    robustness = summary.robustness
+    assert robustness is not None
+    settings = robustness.settings
+    spreads = [
+        f"{name} {_spread_text(settings[key])}"
+        for key, name in _SPREAD_NAMES.items()
+        if settings.get(key) is not None
+    ]
+    spreads += [
+        f"stage {escape_markdown(stage_id)} {_spread_text(spread)}"
+        for stage_id, spread in settings.get("stages", {}).items()
+    ]
+    intro = (
+        f"A Monte Carlo of {_count(robustness.samples, 'sample')} (seed {settings['seed']}, "
+        f"file {escape_markdown(robustness.path)}) multiplied the inputs by random factors: "
+        f"{_join_words(spreads)}. Each sample finds the front of all "
+        f"{_count(summary.space_size, 'assignment')} again. A candidate counts as on the "
+        "front in a sample when no point of that sample's front dominates it, and as "
+        "recommended when the recommendation rules, applied to that front, choose it."
+    )
+    sentences = [robustness.sentence()]
+    elsewhere = []
+    if robustness.no_recommendation_share > 0 and robustness.recommended_label is not None:
+        elsewhere.append(
+            f"nothing is recommended in {_share_text(robustness.no_recommendation_share)}, "
+            "because no point of the sample's front meets the limits"
+        )
+    if robustness.other_recommended_share > 0:
+        elsewhere.append(
+            "the recommended point is none of these candidates in "
+            f"{_share_text(robustness.other_recommended_share)}"
+        )
+    if elsewhere:
+        sentences.append(f"Of the samples, {_join_words(elsewhere)}.")
+    parts = [intro, escape_markdown(" ".join(sentences))]
+
+    table = robustness.table
+    listed = table.iloc[:_MAX_ROBUSTNESS_ROWS]
+    header = ["Label", "On the front", "Recommended"]
+    if robustness.limits_set:
+        header.insert(2, "Within the limits")
+    header += ["Latency p5 / p50 / p95 (s)", "Cost per run p5 / p50 / p95 (USD)"]
+    rows = []
+    for _, row in listed.iterrows():
+        label = escape_markdown(row["label"])
+        if row["label"] == robustness.recommended_label:
+            label = f"**{label}** (recommended)"
+        cells = [label, _share_text(row["on_front_share"]), _share_text(row["recommended_share"])]
+        if robustness.limits_set:
+            cells.insert(2, _share_text(row["meets_limits_share"]))
+        for metric in ("latency_s", "cost_usd"):
+            cells.append(
+                " / ".join(format_significant(float(row[f"{metric}_p{q}"]), 3) for q in (5, 50, 95))
+            )
+        rows.append(cells)
+    parts.append(_table(header, rows, [False] + [True] * (len(header) - 1)))
+    if len(table) > len(listed):
+        parts.append(
+            f"The table lists the first {len(listed):,} of {len(table):,} candidates. "
+            "robustness.parquet contains every one."
+        )
+    return "\n\n".join(parts)
+
+
+def _share_text(share: Any) -> str:
+    number = _float_or_none(share)
+    if number is None:
+        return _MISSING
+    return f"{format_significant(100 * number, 3)} %"
+
+
 # --- Public renderers ---------------------------------------------------------------
 
 
@@ -963,8 +1055,9 @@ def render_report_md(summary: SweepSummary) -> str:
     Returns
     -------
     str
-        Markdown with a title and the sections Candidates, Baselines, Stages,
-        Assumptions, Inputs (when known), Patterns and Timings (when measured).
+        Markdown with a title and the sections Candidates, Robustness (with a Monte
+        Carlo), Baselines, Stages, Assumptions, Inputs (when known), Patterns and
+        Timings (when measured).
     """
     title = (
         f"# Allocation of {escape_markdown(summary.problem.workflow_name)} on "
@@ -983,6 +1076,8 @@ def render_report_md(summary: SweepSummary) -> str:
         sections += ["## Charts", _charts_section(summary)]
     if summary.explanations or summary.recommendation is not None:
         sections += ["## How the candidates differ", _differences_section(summary)]
+    if summary.robustness is not None:
+        sections += ["## Robustness", _robustness_section(summary)]
     sections += [
         "## Baselines and compared placements",
         _baselines_section(summary),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from allocation.model import Requirements, System, Workflow
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.space import encode_placement
 from allocation.sweep import PartialFront, objective_matrix
+
+if TYPE_CHECKING:
+    from allocation.robustness import Robustness
 
 __all__ = [
     "BASELINE_KINDS",
@@ -298,3 +301,5 @@ class SweepSummary:
     over_limit: list[tuple[str, float, int]] = field(default_factory=list)
     """Per device whose memory limit binds: its id, the limit in MB and the number of
     assignments that exceed it."""
+    robustness: Robustness | None = None
+    """The Monte Carlo over the candidates, when an uncertainty file is given."""

@@ -64,10 +64,12 @@ from allocation.report_html import ChartEmbed, embed_pngs_in_markdown, render_re
 from allocation.results import (
     SweepSummary,
 )
+from allocation.robustness import Robustness, run_monte_carlo
 from allocation.runners import DEFAULT_RUNNER, ChunkRunner, open_runner
 from allocation.study import load_study
 from allocation.summary import summarise
 from allocation.sweep import PartialFront, kernel_handles, merge_fronts
+from allocation.uncertainty import check_stage_overrides, load_uncertainty
 
 __all__ = ["SweepOutcome", "artifact_key", "choose_chunk_size", "sweep", "use_shared_runner"]
 
@@ -106,6 +108,8 @@ class SweepOutcome:
     recommendation: str = ""
     memory_note: str = ""
     """How many assignments exceed a memory limit and are left out; empty when none."""
+    robustness: str = ""
+    """One sentence on the recommended candidate's Monte Carlo shares; empty without one."""
 
 
 def choose_chunk_size(
@@ -133,6 +137,43 @@ def artifact_key(kind: str, workflow: str, system: str) -> str:
 def exact_front_task(problem: CompiledProblem) -> PartialFront:
     """Build the front with the exact method, without enumerating the assignments."""
     return exact_front(problem)
+
+
+@task(name="monte-carlo", cache_policy=NO_CACHE, persist_result=False)
+def monte_carlo_task(summary: SweepSummary, uncertainty_path: str, method: str) -> Robustness:
+    """Check the front's candidates against the fronts of perturbed inputs."""
+    logger = get_run_logger()
+    problem = summary.problem
+    uncertainty = load_uncertainty(uncertainty_path)
+    check_stage_overrides(uncertainty, problem.stage_ids, workflow=problem.workflow_name)
+    samples = uncertainty.spec.samples
+    logger.info(
+        "Monte Carlo: %d samples, each the front of %d assignments by the %s method; seed %d",
+        samples,
+        problem.space_size,
+        method,
+        uncertainty.spec.seed,
+    )
+    last_logged_s = 0.0
+
+    def log_progress(done: int, elapsed_s: float) -> None:
+        nonlocal last_logged_s
+        # At most one line every 10 s, and always the last.
+        if done == samples or elapsed_s - last_logged_s >= 10.0:
+            logger.info("Monte Carlo: %d of %d samples in %.1f s", done, samples, elapsed_s)
+            last_logged_s = elapsed_s
+
+    robustness = run_monte_carlo(
+        problem,
+        summary.system,
+        summary.candidates,
+        uncertainty,
+        requirements=summary.requirements,
+        method=method,
+        progress=log_progress,
+    )
+    logger.info("Monte Carlo: %s", robustness.sentence())
+    return robustness
 
 
 def _remove_chunk_store(flow: Any, flow_run: Any, state: Any) -> None:
@@ -172,6 +213,7 @@ def sweep(
     runner: str = DEFAULT_RUNNER,
     workers: int | None = None,
     runner_address: str | None = None,
+    uncertainty_path: str | None = None,
 ) -> SweepOutcome:
     """Find the exact Pareto front of a workflow on a system and write the outputs.
 
@@ -208,6 +250,9 @@ def sweep(
         Where chunks run: a name of `allocation.runners.RUNNER_NAMES`, the workers of
         a pool or cluster started here, and a Dask or Ray cluster to join instead
         (`allocation.runners.open_runner`). Ignored while `use_shared_runner` is active.
+    uncertainty_path
+        An uncertainty file (docs/robustness.md): run a Monte Carlo over the front's
+        candidates and write robustness.parquet and the report's Robustness section.
     """
     logger = get_run_logger()
     timings: dict[str, float] = {}
@@ -333,6 +378,13 @@ def sweep(
     assert recommendation is not None
     timings["tables_s"] = time.perf_counter() - mark
 
+    # Monte Carlo over the candidates, before anything is written: a run that would be
+    # too long stops the sweep with invalid input.
+    if uncertainty_path is not None:
+        mark = time.perf_counter()
+        summary.robustness = monte_carlo_task(summary, uncertainty_path, chosen_method)
+        timings["robustness_s"] = time.perf_counter() - mark
+
     # Write everything into a staging folder; publish; move into place.
     with (
         staged_output(target) as path_for,
@@ -347,13 +399,13 @@ def sweep(
         }
         pngs = {name: pool.submit(chart_png, spec) for name, spec in specs.items()}
         front_columns = [c for c in candidates.columns if c not in ("label", "placement")]
-        tables_written = pool.submit(
-            _write_tables,
-            {
-                path_for("front.parquet"): candidates[front_columns],
-                path_for("patterns.parquet"): patterns_table,
-            },
-        )
+        tables = {
+            path_for("front.parquet"): candidates[front_columns],
+            path_for("patterns.parquet"): patterns_table,
+        }
+        if summary.robustness is not None:
+            tables[path_for("robustness.parquet")] = summary.robustness.table
+        tables_written = pool.submit(_write_tables, tables)
         for png_name, spec in specs.items():
             write_chart_html(spec, path_for(png_name.removesuffix(".png") + ".html"))
         charts_s = time.perf_counter() - mark
@@ -394,6 +446,8 @@ def sweep(
         metadata["counts"]["chunks_reused"] = chunk_counts["reused"]
         metadata["counts"]["chunks_computed"] = chunk_counts["computed"]
         metadata["runner"] = runner_settings or None
+        if summary.robustness is not None:
+            metadata["robustness"] = summary.robustness.metadata()
         write_json(metadata, path_for("run.json"))
         files = [
             "front.parquet",
@@ -407,6 +461,8 @@ def sweep(
             ),
             "run.json",
         ]
+        if summary.robustness is not None:
+            files.insert(2, "robustness.parquet")
 
     if chosen_method == "exhaustive":
         store.remove()
@@ -424,6 +480,7 @@ def sweep(
         recommended=recommendation.label,
         recommendation=recommendation.reason,
         memory_note=left_out_sentence(summary.infeasible_count, space_size, summary.over_limit),
+        robustness="" if summary.robustness is None else summary.robustness.sentence(),
     )
 
 

@@ -29,6 +29,7 @@ from allocation.loading import read_document
 from allocation.measurements import resolve_runs
 from allocation.model import System, Workflow
 from allocation.reference import reference_evaluate, reference_sweep
+from allocation.robustness import perturbed_problem
 from allocation.sweep import PartialFront, sweep_in_process
 from allocation.whatif import run_what_if
 from tests import test_calibrate_fit
@@ -331,3 +332,37 @@ def test_whatif_loads_contention() -> None:
 
     assert len(result.grid) >= 3
     assert result.curves["latency_s"].notna().all()
+
+
+@pytest.mark.parametrize("seed", [*_small_seeds()[:8], "chain"])
+def test_bandwidth_perturbation_keeps_contention(seed: int | str) -> None:
+    """Scaling bandwidth in a compiled problem equals compiling the scaled system."""
+    if seed == "chain":
+        workflow, system, problem = _contended_chain(0)
+    else:
+        workflow, system, problem = _random_contended(int(seed))
+    factors = np.linspace(0.5, 1.7, len(system.links))
+    scaled_links = [
+        link.model_copy(update={"bandwidth_mbps": link.bandwidth_mbps * float(factor)})
+        for link, factor in zip(system.links, factors, strict=True)
+    ]
+    scaled = compile_problem(
+        workflow,
+        system.model_copy(update={"links": scaled_links}),
+        EMPTY_CATALOG,
+        catalog_dir=CATALOGS,
+    )
+    perturbed = perturbed_problem(
+        problem,
+        system,
+        stage_factors=np.ones(problem.n_stages),
+        bandwidth_factors=factors,
+        price_factors=np.ones(len(problem.priced)),
+    )
+    stop = min(problem.space_size, 500)
+    expected = evaluate_chunk(scaled, 0, stop)
+    actual = evaluate_chunk(perturbed, 0, stop)
+    for name in ("latency_s", "comm_s", "cost_usd"):
+        np.testing.assert_allclose(
+            actual.metrics[name], expected.metrics[name], rtol=1e-12, atol=0, err_msg=name
+        )
