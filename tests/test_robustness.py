@@ -282,9 +282,10 @@ def test_memory_limit_keeps_candidates_on_front(tmp_path: Path) -> None:
     workflow = WORKFLOW.replace("time_s: 0.2}", "time_s: 0.2, memory_mb: 1000}").replace(
         "threads: 2}", "threads: 2, memory_mb: 3000}"
     )
+    # A free cloud: the assignment that exceeds its memory would dominate the others.
     system = SYSTEM.replace(
         "cores: 2, single_thread: 2500}", "cores: 2, single_thread: 2500}\n    memory_mb: 3500"
-    )
+    ).replace("usd_per_compute_s: 0.0000333, usd_per_gb_out: 0.114", "usd_per_compute_s: 0.0")
     study, summary = _study_and_candidates(tmp_path, workflow, system)
     assert study.problem.memory_bound_devices
     uncertainty = _uncertainty(samples=2, stage_time={"relative": 0})
