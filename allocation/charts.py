@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import vl_convert
 
-from allocation.results import SweepSummary, placement_summary
+from allocation.results import SweepSummary, baseline_status, placement_summary
 
 __all__ = [
     "AXIS_TITLES",
@@ -879,15 +879,7 @@ def _baseline_data(summary: SweepSummary, baselines: pd.DataFrame, x: str, y: st
             for _, row in baselines.iterrows()
         ],
     )
-    status = []
-    for _, row in baselines.iterrows():
-        if bool(row["on_front"]):
-            status.append(f"on the front as candidate {row['candidate']}")
-        elif not pd.isna(row["dominated_by"]):
-            status.append(f"dominated by candidate {row['dominated_by']}")
-        else:
-            status.append("not on the front")
-    data["status"] = status
+    data["status"] = [baseline_status(row) for _, row in baselines.iterrows()]
     data["series"] = _baseline_entry(baselines)
     return data[np.isfinite(data[x]) & np.isfinite(data[y])].reset_index(drop=True)
 

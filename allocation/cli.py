@@ -905,6 +905,8 @@ def _configure_prefect(verbose: bool) -> None:
 
 
 def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
+    from allocation.results import baseline_status
+
     problem = study.problem
     objectives = ", ".join(problem.objectives)
     estimate_s = outcome.timings_s.get("evaluate_s", float("nan"))
@@ -918,28 +920,27 @@ def _print_summary(outcome: Any, study: Any, elapsed_s: float) -> None:
 
     # Candidates, at most _MAX_PRINTED_CANDIDATES of them.
     print(f"Pareto front over {objectives}: {_count(len(outcome.candidates), 'candidate')}")
+    stream = bool(outcome.candidates) and "throughput_fps" in outcome.candidates[0]
+    fps_header = f" {'fps':>8}" if stream else ""
     print(
-        f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}  placement"
+        f"  {'':3} {'latency_s':>12} {'cost_usd':>14} {'monthly_usd':>12} {'comm_s':>10}"
+        f"{fps_header}  placement"
     )
     printed_rows = outcome.candidates[:_MAX_PRINTED_CANDIDATES]
     for row in printed_rows:
         monthly = row.get("monthly_cost_usd")
         monthly_text = f"{monthly:12.2f}" if monthly is not None else f"{'-':>12}"
+        fps_text = f" {row['throughput_fps']:8.4g}" if stream else ""
         print(
             f"  {row['label']:3} {row['latency_s']:12.6g} {row['cost_usd']:14.6g} "
-            f"{monthly_text} {row['comm_s']:10.4g}  {row['placement']}"
+            f"{monthly_text} {row['comm_s']:10.4g}{fps_text}  {row['placement']}"
         )
     if len(outcome.candidates) > len(printed_rows):
         print(f"  ... and {len(outcome.candidates) - len(printed_rows):,} more in front.parquet")
 
     # Baselines and where the outputs are.
     for baseline in outcome.baselines:
-        if baseline.get("on_front"):
-            relation = f"on the front as candidate {baseline['candidate']}"
-        elif baseline.get("dominated_by"):
-            relation = f"dominated by candidate {baseline['dominated_by']}"
-        else:
-            relation = "not on the front"
+        relation = baseline_status(baseline)
         what = "compared placement" if baseline.get("kind") == "given" else "baseline"
         print(
             f"  {what} {baseline['baseline']}: latency {baseline['latency_s']:.6g} s, "

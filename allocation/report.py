@@ -26,7 +26,7 @@ import pandas as pd
 from allocation.explain import LIMIT_METRICS, LatencyItem, PairExplanation
 from allocation.memory import left_out_sentence
 from allocation.model import SCORE_FIGURES
-from allocation.results import SweepSummary
+from allocation.results import SweepSummary, baseline_status
 
 __all__ = [
     "candidates_artifact_rows",
@@ -314,17 +314,13 @@ def _baselines_section(summary: SweepSummary) -> str:
     notes = []
     for _, row in baselines.iterrows():
         name = escape_markdown(row["baseline"])
-        if bool(row["on_front"]):
-            status = f"on the front as candidate {escape_markdown(row['candidate'])}"
-        elif not pd.isna(row["dominated_by"]):
+        status = baseline_status(row, escape_markdown)
+        if status.startswith("dominated"):
             label = str(row["dominated_by"])
-            status = f"dominated by candidate {escape_markdown(label)}"
             notes.append(
                 f"- {name} is dominated by candidate {escape_markdown(label)}: "
                 f"{_comparison(summary, row, by_label[label], digits)}."
             )
-        else:
-            status = "not on the front"
         rows.append([name] + [_format_metric(n, row[n], digits[n]) for n in names] + [status])
 
     given = "kind" in baselines.columns and (baselines["kind"] == "given").any()
@@ -480,6 +476,60 @@ def _calibration_list(summary: SweepSummary) -> str:
         "of the device's speed\\_factor."
     )
     return "\n".join([intro, "", *lines])
+
+
+def _contention_list(summary: SweepSummary) -> str:
+    """Say what the system's contention block shares, or "" without one."""
+    contention = summary.system.contention
+    if contention is None:
+        return ""
+    shared = []
+    if contention.cpu:
+        shared.append("stages that may run at the same time on one device share its cores")
+    if contention.links:
+        shared.append("transfers that may run at the same time over one link share it")
+    frames = contention.concurrent_frames
+    lines = [f"- {text[0].upper()}{text[1:]}." for text in shared]
+    lines.append(
+        f"- {frames:,} frame{'s' if frames != 1 else ''} at once"
+        + (", each adding the same demand." if frames != 1 else ".")
+    )
+    return "\n".join(
+        [
+            "The system file has a contention block, and the estimates above use it "
+            "(docs/contention.md gives the formulas):",
+            "",
+            *lines,
+        ]
+    )
+
+
+def _memory_list(summary: SweepSummary) -> str:
+    """List the devices' memory limits and the stages' needs, or "" when no limit is set."""
+    limits = [d for d in summary.system.devices if d.memory_mb is not None]
+    if not limits:
+        return ""
+    lines = [
+        f"- Device {escape_markdown(d.id)}: limit {format_significant(d.memory_mb, 6)} MB"
+        for d in limits
+        if d.memory_mb is not None
+    ]
+    needs = [s for s in summary.workflow.stages if s.memory_mb]
+    if needs:
+        lines.append(
+            "- Stages: "
+            + ", ".join(
+                f"{escape_markdown(s.id)} {format_significant(s.memory_mb, 6)} MB" for s in needs
+            )
+        )
+    return "\n".join(
+        [
+            "An assignment fits when the needs of the stages on each device add up to no "
+            "more than its limit (docs/streams-and-memory.md).",
+            "",
+            *lines,
+        ]
+    )
 
 
 def _inputs_list(summary: SweepSummary) -> str:
@@ -1095,9 +1145,13 @@ def render_report_md(summary: SweepSummary) -> str:
     price_rows = _price_rows_section(summary)
     if price_rows:
         sections += ["### Prices used", price_rows]
-    calibration = _calibration_list(summary)
-    if calibration:
-        sections += ["### Calibration", calibration]
+    for title, part in (
+        ("Calibration", _calibration_list(summary)),
+        ("Contention", _contention_list(summary)),
+        ("Memory", _memory_list(summary)),
+    ):
+        if part:
+            sections += [f"### {title}", part]
     if summary.inputs:
         sections += ["## Inputs", _inputs_list(summary)]
     sections += ["## Patterns", _patterns_note(summary)]

@@ -7,7 +7,7 @@ and one `at_<stage id>` column per stage holding the device id.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 from allocation.compile import CompiledProblem
 from allocation.estimate import METRIC_COLUMNS, Evaluation, evaluate_placements, metric_columns
 from allocation.explain import PairExplanation, Recommendation
+from allocation.memory import memory_excess
 from allocation.model import Requirements, System, Workflow
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.space import encode_placement
@@ -30,6 +31,7 @@ __all__ = [
     "BASELINE_KINDS",
     "FRONT_METRIC_COLUMNS",
     "SweepSummary",
+    "baseline_status",
     "baseline_table",
     "candidate_labels",
     "evaluation_table",
@@ -160,7 +162,9 @@ def baseline_table(
         One row per baseline, then per given placement. Columns: `baseline` (the name),
         `kind` ("all on one device" or "given"), the metric and placement columns,
         `on_front` (equivalent to a front point), `candidate` (that point's label),
-        `dominated_by` (a candidate that dominates the row) and, per objective,
+        `dominated_by` (a candidate that dominates the row), `over_memory` (the devices
+        whose memory limit the row exceeds, comma-separated; null when it fits; such a
+        row is neither on the front nor dominated) and, per objective,
         `better_by_<objective>`: the row's value minus the dominating candidate's, which
         is how much better that candidate is (null when the row is not dominated).
 
@@ -216,7 +220,14 @@ def baseline_table(
     candidate: list[str | None] = []
     dominated_by: list[str | None] = []
     better_by = np.full((len(points), len(problem.objectives)), np.nan)
+    over_memory = _over_memory(problem, placements)
     for i, point in enumerate(points):
+        if over_memory[i] is not None:
+            # A placement that does not fit is no alternative to the candidates.
+            on_front.append(False)
+            candidate.append(None)
+            dominated_by.append(None)
+            continue
         equal = _equal(front_points, point).all(axis=1)
         at_least = (front_points <= point / (1 - RELATIVE_TOLERANCE)).all(axis=1)
         better = (front_points < point * (1 - RELATIVE_TOLERANCE)).any(axis=1)
@@ -234,12 +245,42 @@ def baseline_table(
     table["on_front"] = on_front
     table["candidate"] = pd.array(candidate, dtype="string")
     table["dominated_by"] = pd.array(dominated_by, dtype="string")
+    table["over_memory"] = pd.array(over_memory, dtype="string")
     for k, objective in enumerate(problem.objectives):
         column = better_by[:, k]
         table[f"better_by_{objective}"] = pd.array(
             [None if np.isnan(v) else float(v) for v in column], dtype="Float64"
         )
     return table
+
+
+def baseline_status(row: Any, text: Callable[[str], str] = str) -> str:
+    """Say how a row of `baseline_table` relates to the front, in a few words.
+
+    `text` turns each id or label into the output's text (escaping it for Markdown,
+    for example).
+    """
+    over_memory = row.get("over_memory")
+    if isinstance(over_memory, str):
+        return f"exceeds the memory limit of {text(over_memory)}"
+    if bool(row["on_front"]):
+        return f"on the front as candidate {text(str(row['candidate']))}"
+    if not pd.isna(row["dominated_by"]):
+        return f"dominated by candidate {text(str(row['dominated_by']))}"
+    return "not on the front"
+
+
+def _over_memory(problem: CompiledProblem, placements: np.ndarray) -> list[str | None]:
+    """Name, per placement, the devices whose memory limit it exceeds; None when it fits."""
+    if not problem.memory_bound_devices:
+        return [None] * len(placements)
+    assert problem.stage_memory_mb is not None and problem.device_memory_mb is not None
+    bound = problem.memory_bound_devices
+    excess = memory_excess(problem.stage_memory_mb, problem.device_memory_mb, bound, placements)
+    return [
+        ", ".join(problem.device_ids[bound[k]] for k in np.flatnonzero(row)) or None
+        for row in excess
+    ]
 
 
 def _device_indices(problem: CompiledProblem, name: str, devices: Sequence[str]) -> list[int]:
