@@ -2,9 +2,9 @@
 
 A stage's ``memory_mb`` is the memory it needs while it runs. A device's ``memory_mb``
 is what the flow may use there. Every stage placed on a device is resident at once, as
-in a stream of frames where each stage works on its own frame, so an assignment fits a
-device when the sum of the needs of the stages placed there is within the device's
-limit. An assignment that exceeds the limit of any device is *infeasible*: the sweep
+in a stream of frames where each stage works on its own frame. An assignment therefore
+fits a device when the needs of the stages placed there add up to no more than the
+device's limit. An assignment that exceeds the limit of any device is *infeasible*: the sweep
 neither estimates it into the front nor writes it to patterns.parquet, and counts it.
 
 A sum within a relative 1e-9 of the limit fits, so that the order in which the needs are
