@@ -111,6 +111,9 @@ def _choices(results: dict[str, list[Table]]) -> list[str]:
             f"of this method about {format_rate(3**11 / 18000)}.",
             "",
         ]
+    features = _facts(results, "bench_features")
+    if features:
+        lines += [_features_paragraph(features), ""]
     flow = _facts(results, "bench_flow")
     if flow:
         difference_s = flow["sweep"] - flow["floor"]
@@ -132,6 +135,32 @@ def _choices(results: dict[str, list[Table]]) -> list[str]:
             "",
         ]
     return lines
+
+
+def _features_paragraph(facts: dict[str, Any]) -> str:
+    """Describe the cost of each opt-in feature, from `bench_features`' facts."""
+
+    def takes(key: str) -> str:
+        if f"{key} ratio" not in facts:
+            return "was skipped (too slow)"
+        return f"takes {facts[f'{key} ratio']:.3g} times as long ({facts[f'{key} path']} path)"
+
+    text = (
+        f"**Opt-in features.** Each figure compares a sweep of the {facts['chain stages']}-"
+        f"stage chain with the same sweep without features ({facts['a path']} path). With "
+        f"memory limits that bind, the sweep {takes('b')}. With period_s as an objective, "
+        f"it {takes('c')}. With two concurrent frames, which compilation folds into the "
+        f"time arrays, it {takes('d')}. With min_throughput_fps alone, it {takes('e')}. On a "
+        f"DAG with parallel branches, a sweep with contention {takes('g')}."
+    )
+    if "i s per sample" in facts:
+        text += (
+            " A Monte Carlo sample of the 3^11 example takes "
+            f"{format_seconds(facts['i s per sample'])} "
+            f"({facts['i samples per minute']:,.0f} samples per minute), "
+            f"{facts['i ratio']:.3g} times one front of its nominal inputs."
+        )
+    return text
 
 
 def _table(table: Table, module: str) -> list[str]:
