@@ -80,6 +80,7 @@ __all__ = [
     "critical_path",
     "explain_pair",
     "latency_parts",
+    "meets_limit",
     "monthly_costs",
     "neighbour_pairs",
     "placements_of",
@@ -1048,6 +1049,15 @@ def _meets(name: str, value: float, limit: float) -> bool:
     if name in _LOWER_LIMITS:
         return value >= limit or _equal(value, limit)
     return _within(value, limit)
+
+
+def meets_limit(name: str, values: np.ndarray, limit: float) -> np.ndarray:
+    """Tell, value by value, whether `values` meet the limit `name` of `Requirements`.
+
+    A value meets ``min_throughput_fps`` at or above it and the other limits at or below
+    them, within the front's tolerance.
+    """
+    return np.array([_meets(name, float(value), limit) for value in values], dtype=bool)
 
 
 def _ranked(name: str, values: np.ndarray) -> np.ndarray:

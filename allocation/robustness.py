@@ -22,7 +22,7 @@ from allocation.compile import CompiledProblem, link_arrays
 from allocation.errors import InputError
 from allocation.estimate import Evaluation, evaluate_chunk, evaluate_placements
 from allocation.exact import exact_front
-from allocation.explain import LIMIT_METRICS, placements_of, recommend
+from allocation.explain import LIMIT_METRICS, meets_limit, placements_of, recommend
 from allocation.model import Requirements, System
 from allocation.pareto import RELATIVE_TOLERANCE
 from allocation.pricing import PerRunCostTerms, PricingContext, PricingProvider, Usage
@@ -262,7 +262,7 @@ def evaluate_sample(
     meets = np.ones(len(placements), dtype=bool)
     for name, limit in limits.items():
         values = evaluation.metrics[LIMIT_METRICS[name]]
-        meets &= (values <= limit) | _equal(values, np.full(len(values), limit))
+        meets &= meets_limit(name, values, limit)
 
     table = front_table(problem, front)
     table.insert(0, "label", [str(i) for i in range(len(table))])

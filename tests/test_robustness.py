@@ -404,6 +404,27 @@ def test_no_recommendation_share(tmp_path: Path) -> None:
     assert robustness.other_recommended_share == 0.0
 
 
+def test_min_throughput_met_at_or_above(tmp_path: Path) -> None:
+    system = ONE_STAGE_SYSTEM.replace("max_latency_s: 1.2", "min_throughput_fps: 0.9")
+    study, summary = _study_and_candidates(tmp_path, ONE_STAGE_WORKFLOW, system)
+    uncertainty = _uncertainty(samples=40, seed=3, stage_time={"relative": 0.5})
+    robustness = run_monte_carlo(
+        study.problem,
+        study.system,
+        summary.candidates,
+        uncertainty,
+        requirements=study.system.requirements,
+    )
+    # The edge's 1 s gives 1 / factor frames per second: at least 0.9 up to 1.11.
+    factors = draw_factors(uncertainty.spec, ("work",), n_links=0, n_priced=1)
+    shares = robustness.table.set_index("label")["meets_limits_share"]
+    edge = summary.candidates.set_index("at_work").loc["edge", "label"]
+    cloud = summary.candidates.set_index("at_work").loc["cloud", "label"]
+    assert shares[edge] == np.mean(1.0 / factors.stage_time[:, 0] >= 0.9)
+    assert 0 < shares[edge] < 1
+    assert shares[cloud] == 1.0
+
+
 def test_time_limit_rejects_with_fit(tmp_path: Path) -> None:
     study, summary = _study_and_candidates(tmp_path, WORKFLOW, SYSTEM)
     uncertainty = _uncertainty(samples=50, max_time_s=1e-9, stage_time={"relative": 0.1})
