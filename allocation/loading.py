@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -311,7 +312,7 @@ def load_compare_file(path: str | Path) -> list[Comparison]:
     try:
         return CompareFile.model_validate(document).compare
     except ValidationError as exc:
-        raise _input_error_from(exc, path) from None
+        raise _input_error_from(exc, path, CompareFile) from None
 
 
 def resolve_comparisons(
@@ -556,11 +557,17 @@ def _validate(
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        raise _input_error_from(exc, path) from None
+        raise _input_error_from(exc, path, model) from None
 
 
-def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
-    """Turn the first pydantic error into an InputError with a readable field path."""
+def _input_error_from(
+    exc: ValidationError, path: str | Path, model: type[BaseModel] | None = None
+) -> InputError:
+    """Turn the first pydantic error into an InputError with a readable field path.
+
+    With the `model` that was validated, an unknown field is matched against the fields
+    of the mapping it sits in, and those fields are listed.
+    """
     errors = exc.errors(include_url=False)
     # An unknown field is often a misspelt required one: report it first, with a hint.
     errors.sort(key=lambda e: e["type"] != "extra_forbidden")
@@ -582,9 +589,11 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
         )
     if kind == "extra_forbidden":
         name = str(loc[-1])
+        here = _fields_at(model, loc[:-1]) if model is not None else None
+        hint = _did_you_mean(name, here or _KNOWN_FIELDS, style="brackets")
+        listed = "" if here is None else f"; the fields here are {', '.join(here)}"
         return InputError(
-            f"unknown field {name!r}{_did_you_mean(name, _KNOWN_FIELDS, style='brackets')}; "
-            "remove it or correct its name",
+            f"unknown field {name!r}{hint}; remove it or correct its name{listed}",
             file=path,
             field=_field_path(loc[:-1]) or None,
         )
@@ -606,6 +615,55 @@ def _input_error_from(exc: ValidationError, path: str | Path) -> InputError:
         value=error.get("input"),
         has_value=True,
     )
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str] | None:
+    """Return the field names of the mapping at `loc` inside `model`, or None if unknown.
+
+    List indexes and mapping keys in `loc` step into the list's or mapping's values.
+    """
+    current: Any = model
+    for part in loc:
+        current = _plain(current)
+        if _is_model(current):
+            by_name = {
+                (info.alias or name): info.annotation for name, info in current.model_fields.items()
+            }
+            if part not in by_name:
+                return None
+            current = by_name[part]
+        elif get_origin(current) in (list, tuple, dict):
+            current = _plain(get_args(current)[-1])
+        else:
+            return None
+    current = _plain(current)
+    if not _is_model(current):
+        return None
+    return [info.alias or name for name, info in current.model_fields.items()]
+
+
+def _plain(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``| None`` from an annotation, and pick a union's one model."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            others = [a for a in get_args(annotation) if a is not type(None)]
+            models = [a for a in others if _is_model(_plain(a))]
+            if len(others) == 1:
+                annotation = others[0]
+            elif len(models) == 1:
+                # A model or a scalar, such as an inline CPU or a catalog name.
+                annotation = models[0]
+            else:
+                return annotation
+        else:
+            return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _expected(message: str) -> str:

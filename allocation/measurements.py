@@ -167,7 +167,7 @@ def load_measurements(path: str | Path) -> Measurements:
     try:
         measurements = Measurements.model_validate(document)
     except ValidationError as exc:
-        raise _input_error_from(exc, path) from None
+        raise _input_error_from(exc, path, Measurements) from None
     if not measurements.runs and not measurements.link_tests:
         raise InputError(
             "contains no runs and no link_tests; add at least one measured run",

@@ -35,9 +35,6 @@ __all__ = [
 DEFAULT_MAX_TIME_S = 600.0
 """Default maximum Monte Carlo run time, in seconds, projected from its first sample."""
 
-_TOP_LEVEL_FIELDS = ("samples", "seed", "max_time_s", "stage_time", "bandwidth", "price", "stages")
-_SPREAD_FIELDS = ("distribution", "relative")
-
 
 class Spread(_Strict):
     """The spread of the factor that multiplies one kind of input.
@@ -146,7 +143,7 @@ def load_uncertainty(path: str | Path) -> UncertaintyFile:
     try:
         spec = Uncertainty.model_validate(document)
     except ValidationError as exc:
-        raise _error_from(exc, path) from None
+        raise _input_error_from(exc, path, Uncertainty) from None
     if (
         spec.stage_time is None
         and spec.bandwidth is None
@@ -236,24 +233,4 @@ def draw_factors(
         stage_time=factors[:, :n_stages],
         bandwidth=factors[:, n_stages : n_stages + n_links],
         price=factors[:, n_stages + n_links :],
-    )
-
-
-def _error_from(exc: ValidationError, path: str | Path) -> InputError:
-    """Turn a validation error into an InputError; name the known fields for unknown ones."""
-    errors = exc.errors(include_url=False)
-    unknown = next((e for e in errors if e["type"] == "extra_forbidden"), None)
-    if unknown is None:
-        return _input_error_from(exc, path)
-    loc = unknown["loc"]
-    name = str(loc[-1])
-    inside_spread = len(loc) > 1
-    known = _SPREAD_FIELDS if inside_spread else _TOP_LEVEL_FIELDS
-    matches = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f" (did you mean {matches[0]!r}?)" if matches else ""
-    parent = ".".join(str(part) for part in loc[:-1])
-    return InputError(
-        f"unknown field {name!r}{hint}; the fields here are {', '.join(known)}",
-        file=path,
-        field=parent or None,
     )

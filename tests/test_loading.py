@@ -20,6 +20,7 @@ from allocation.compile import compile_problem
 from allocation.errors import InputError
 from allocation.loading import load_system, load_workflow
 from allocation.model import System, Workflow
+from tests.conftest import CATALOGS
 from tests.problems import EMPTY_CATALOG
 
 DELETE = object()
@@ -563,3 +564,18 @@ def test_unknown_catalog_cpu(tmp_path: Path) -> None:
     assert "system.yaml" in message
     assert "devices[0].cpu" in message
     assert "'Broadcom BCM2712'" in message
+
+
+def test_unknown_field_hint_from_its_mapping(tmp_path: Path) -> None:
+    """A misspelt field is matched against the fields of the mapping it sits in."""
+    text = (CATALOGS / "systems" / "edge-cloud.yaml").read_text("utf-8")
+    path = tmp_path / "system.yaml"
+    path.write_text(text + "contention: {frames: 2}\n", "utf-8")
+
+    with pytest.raises(InputError) as caught:
+        load_system(path)
+
+    message = str(caught.value)
+    assert "contention: unknown field 'frames'" in message
+    assert "did you mean" not in message
+    assert "the fields here are cpu, links, concurrent_frames" in message
