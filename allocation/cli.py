@@ -251,18 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser(
         "validate",
-        help="check workflow, system, studies and measurements files without sweeping",
+        help="check workflow, system, studies, measurements and uncertainty files without sweeping",
         description="Check workflow and system files. With a workflow and a system "
         "together, also check that pins, allowed devices, CPUs, links and pricing fit. A "
         "studies file (top-level 'studies') and a measurements file (top-level "
-        "'measurements') are recognised by their keys and checked on their own.",
+        "'measurements') are recognised by their keys and checked on their own, and so is "
+        "an uncertainty file (top-level 'samples', 'stage_time', 'bandwidth', 'price' or "
+        "'stages').",
     )
     validate.add_argument(
         "files",
         type=Path,
         nargs="+",
         metavar="FILE",
-        help="workflow, system, studies or measurements files to check",
+        help="workflow, system, studies, measurements or uncertainty files to check",
     )
     validate.add_argument(
         "--catalog", type=Path, default=None, metavar="DIR", help="catalog folder with cpus.parquet"
@@ -963,14 +965,21 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
-def _validate_other_kind(path: Path, document: Any) -> bool:
-    """Check a studies or a measurements file with its own loader; False for other kinds.
+_UNCERTAINTY_KEYS = {"samples", "stage_time", "bandwidth", "price", "stages"}
+"""Top-level keys that mark an uncertainty file (docs/robustness.md)."""
 
-    The top-level key ``studies`` or ``measurements`` identifies the kind. A measurements
-    file also has ``workflow`` and ``system`` keys, so this check runs first.
+
+def _validate_other_kind(path: Path, document: Any) -> bool:
+    """Check a studies, measurements or uncertainty file with its own loader.
+
+    Return False for other kinds. The top-level key ``studies`` or ``measurements``
+    identifies the first two; a measurements file also has ``workflow`` and ``system``
+    keys, so this check runs first. An uncertainty file has neither key and one of
+    `_UNCERTAINTY_KEYS`.
     """
     from allocation.measurements import load_measurements
     from allocation.studies import load_studies
+    from allocation.uncertainty import load_uncertainty
 
     if not isinstance(document, dict):
         return False
@@ -989,6 +998,13 @@ def _validate_other_kind(path: Path, document: Any) -> bool:
             f"{_count(len(measurements.runs), 'run')}, "
             f"{_count(len(measurements.link_tests), 'link test')} "
             "(allocation calibrate WORKFLOW SYSTEM MEASUREMENTS fits a system to them)"
+        )
+        return True
+    if not {"workflow", "system"} & document.keys() and _UNCERTAINTY_KEYS & document.keys():
+        uncertainty = load_uncertainty(path)
+        print(
+            f"ok: {path}: uncertainty file, {_count(uncertainty.spec.samples, 'sample')} "
+            "(allocation sweep --uncertainty FILE runs a Monte Carlo with it)"
         )
         return True
     return False

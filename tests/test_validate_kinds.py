@@ -1,4 +1,4 @@
-"""`allocation validate` on studies and measurements files, called in-process."""
+"""`allocation validate` on studies, measurements and uncertainty files, called in-process."""
 
 from __future__ import annotations
 
@@ -48,4 +48,27 @@ def test_studies_checked_by_own_loader(tmp_path: Path, capsys: pytest.CaptureFix
 
     assert code == 2
     assert f"{bad}: studies[0].workflow" in error
+    assert "top-level 'workflow' key" not in error
+
+
+def test_uncertainty_file_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CATALOGS / "uncertainty" / "twenty-percent.yaml"
+    code = main(["validate", str(path)])
+    output = capsys.readouterr()
+
+    assert code == 0
+    assert f"ok: {path}: uncertainty file, 200 samples" in output.out
+    assert "--uncertainty" in output.out
+
+
+def test_uncertainty_checked_by_own_loader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "spread.yaml"
+    bad.write_text("samples: 0\nprice: {relative: 0.1}\n", encoding="utf-8")
+    code = main(["validate", str(bad)])
+    error = capsys.readouterr().err
+
+    assert code == 2
+    assert f"{bad}: samples: invalid value 0" in error
     assert "top-level 'workflow' key" not in error
