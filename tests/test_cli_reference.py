@@ -60,7 +60,10 @@ def test_reference_shows_defaults_and_help() -> None:
     text = render_cli_reference()
     assert "| `--max-patterns N` | `1000000` |" in text
     assert "| `--method {auto,exhaustive,exact}` | `auto` |" in text
-    assert "check workflow, system, studies and measurements files without sweeping" in text
+    assert (
+        "check workflow, system, studies, measurements and uncertainty files without sweeping"
+        in text
+    )
     assert "Options for explaining the candidates:" in text
 
 
