@@ -256,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         "together, also check that pins, allowed devices, CPUs, links and pricing fit. A "
         "studies file (top-level 'studies') and a measurements file (top-level "
         "'measurements') are recognised by their keys and checked on their own, and so is "
-        "an uncertainty file (top-level 'samples', 'stage_time', 'bandwidth', 'price' or "
-        "'stages').",
+        "an uncertainty file (top-level 'samples', 'stage_time', 'bandwidth', 'price', or "
+        "'stages' as a mapping).",
     )
     validate.add_argument(
         "files",
@@ -965,8 +965,11 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
-_UNCERTAINTY_KEYS = {"samples", "stage_time", "bandwidth", "price", "stages"}
-"""Top-level keys that mark an uncertainty file (docs/robustness.md)."""
+_UNCERTAINTY_KEYS = {"samples", "stage_time", "bandwidth", "price"}
+"""Top-level keys that mark an uncertainty file (docs/robustness.md).
+
+Its ``stages`` is a mapping, where a workflow's is a list, so that marks one too.
+"""
 
 
 def _validate_other_kind(path: Path, document: Any) -> bool:
@@ -974,8 +977,8 @@ def _validate_other_kind(path: Path, document: Any) -> bool:
 
     Return False for other kinds. The top-level key ``studies`` or ``measurements``
     identifies the first two; a measurements file also has ``workflow`` and ``system``
-    keys, so this check runs first. An uncertainty file has neither key and one of
-    `_UNCERTAINTY_KEYS`.
+    keys, so this check runs first. An uncertainty file has neither key, and one of
+    `_UNCERTAINTY_KEYS` or a mapping under ``stages``.
     """
     from allocation.measurements import load_measurements
     from allocation.studies import load_studies
@@ -1000,7 +1003,10 @@ def _validate_other_kind(path: Path, document: Any) -> bool:
             "(allocation calibrate WORKFLOW SYSTEM MEASUREMENTS fits a system to them)"
         )
         return True
-    if not {"workflow", "system"} & document.keys() and _UNCERTAINTY_KEYS & document.keys():
+    spread_per_stage = isinstance(document.get("stages"), dict)
+    if not {"workflow", "system"} & document.keys() and (
+        _UNCERTAINTY_KEYS & document.keys() or spread_per_stage
+    ):
         uncertainty = load_uncertainty(path)
         print(
             f"ok: {path}: uncertainty file, {_count(uncertainty.spec.samples, 'sample')} "

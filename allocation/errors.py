@@ -60,6 +60,9 @@ class ProviderError(AllocationError):
 
 def format_value(value: Any, *, limit: int = 80) -> str:
     """Return a short, single-line representation of a value for an error message."""
+    if value is None or isinstance(value, bool):
+        # Input files are YAML or JSON, so their spelling: null, true, false.
+        return {None: "null", True: "true", False: "false"}[value]
     if isinstance(value, PurePath):
         # A path is shown whole: a shortened one would not say which folder is meant.
         return repr(str(value)).replace("\n", "\\n")

@@ -579,3 +579,14 @@ def test_unknown_field_hint_from_its_mapping(tmp_path: Path) -> None:
     assert "contention: unknown field 'frames'" in message
     assert "did you mean" not in message
     assert "the fields here are cpu, links, concurrent_frames" in message
+
+
+def test_error_values_in_file_spelling(tmp_path: Path) -> None:
+    text = (CATALOGS / "systems" / "edge-cloud.yaml").read_text("utf-8")
+    path = tmp_path / "system.yaml"
+    path.write_text(text + "contention: {concurrent_frames: true}\n", "utf-8")
+
+    with pytest.raises(InputError) as caught:
+        load_system(path)
+
+    assert "contention.concurrent_frames: invalid value true:" in str(caught.value)
