@@ -90,7 +90,11 @@ class WhatIf:
     stage_ids: tuple[str, ...]
     device_ids: tuple[str, ...]
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """Per grid value and candidate: ``value``, ``candidate``, ``latency_s``, ``cost_usd``."""
+    """Per grid value and candidate: ``value``, ``candidate``, ``latency_s``, ``cost_usd``.
+
+    The other objectives follow, and ``throughput_fps`` when the stream's metrics are
+    estimated.
+    """
     whole_numbers: bool = False
     """Whether the parameter takes whole numbers only, so that only whole values were evaluated."""
 
@@ -383,13 +387,13 @@ def run_what_if(
         metrics = evaluate_placements(
             problems[point.value], placements, np.arange(len(candidates), dtype=np.int64)
         ).metrics
+        names = _curve_metrics(first, metrics)
         for i, placement in enumerate(candidates):
             rows.append(
                 {
                     "value": point.value,
                     "candidate": placement_text(placement, first.stage_ids, first.device_ids),
-                    "latency_s": float(metrics["latency_s"][i]),
-                    "cost_usd": float(metrics["cost_usd"][i]),
+                    **{name: float(metrics[name][i]) for name in names},
                     "on_front": placement in point.front,
                     "recommended": placement == point.recommended,
                 }
@@ -443,6 +447,15 @@ def _compiled(
             value=f"{bounds[0]:g}:{bounds[1]:g}",
             has_value=True,
         ) from None
+
+
+def _curve_metrics(problem: CompiledProblem, metrics: dict[str, np.ndarray]) -> list[str]:
+    """Return latency_s, cost_usd, the other objectives and throughput_fps when estimated."""
+    names = ["latency_s", "cost_usd"]
+    names += [name for name in problem.objectives if name not in names]
+    if "throughput_fps" in metrics:
+        names.append("throughput_fps")
+    return names
 
 
 def _point(problem: CompiledProblem, system_document: dict[str, Any], value: float) -> Point:

@@ -230,3 +230,31 @@ def test_report_names_recommended_change() -> None:
         report
     )
     assert "| value | front size | recommended candidate |" in report
+
+
+def test_curves_carry_every_objective() -> None:
+    system = read_document(SYSTEM)
+    system["objectives"] = ["latency_s", "cost_usd", "period_s"]
+    result = run_what_if(
+        read_document(WORKFLOW),
+        system,
+        load_cpu_catalog(CATALOGS / "cpus.parquet"),
+        PARAMETER,
+        10.0,
+        100.0,
+        steps=2,
+        log=False,
+        tolerance=1e-2,
+        catalog_dir=CATALOGS,
+    )
+
+    columns = list(result.curves.columns)
+    assert columns[:6] == [
+        "value",
+        "candidate",
+        "latency_s",
+        "cost_usd",
+        "period_s",
+        "throughput_fps",
+    ]
+    assert (result.curves["throughput_fps"] * result.curves["period_s"]).round(12).eq(1).all()
