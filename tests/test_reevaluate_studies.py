@@ -130,3 +130,15 @@ def test_fingerprint_sees_sweep_options(tmp_path: Path) -> None:
     a = fingerprint_study(plain, load_study_entry(plain))
     b = fingerprint_study(limited, load_study_entry(limited))
     assert b.changed_parts(a.sha256) == ["options"]
+
+
+def test_status_line_says_none() -> None:
+    from allocation.cli import _status_line
+    from flows.reevaluate import StudyStatus
+
+    status = StudyStatus("fork3", "changed", "out/fork3", diff_path="out/fork3/diff.md")
+    assert _status_line(status) == (
+        "fork3: changed, recommended none; changes in out/fork3/diff.md"
+    )
+    status.recommended = "A"
+    assert _status_line(status).startswith("fork3: changed, recommended A;")
