@@ -83,7 +83,7 @@ def some_assignment_fits(
     allowed : sequence of ndarray
         Per stage, the indices of the devices it may run on.
     max_steps : int
-        Most stage placements to try before giving up.
+        Maximum number of stage placements to try before giving up.
 
     Returns
     -------
@@ -95,9 +95,9 @@ def some_assignment_fits(
     -----
     A depth-first search places the stages largest need first, so that an overfull
     device is found near the root, and drops every branch whose partial placement
-    already exceeds a limit. It finds a fitting assignment after about ``n_stages``
-    steps when limits leave room. Proving that none fits can take as many steps as
-    there are assignments, hence `max_steps`.
+    already exceeds a limit. When the limits leave room, the first branch usually fits,
+    after ``n_stages`` steps. Proving that none fits can take as many steps as there
+    are assignments, so `max_steps` bounds the search.
     """
     needs = [float(v) for v in stage_memory_mb]
     limits = [float(v) for v in device_memory_mb]

@@ -296,7 +296,8 @@ def test_fit_search_matches_reference(seed: int) -> None:
 
 
 def test_fit_search_gives_up_after_max_steps() -> None:
-    # Three stages of 60 MB on two devices of 100 MB: no two of them share a device.
+    # Three stages of 60 MB, two devices of 100 MB: every assignment puts two stages,
+    # 120 MB, on one device.
     needs = np.array([60.0, 60.0, 60.0])
     limits = np.array([100.0, 100.0])
     allowed = [np.array([0, 1])] * 3

@@ -174,8 +174,8 @@ links:
 def write_fork_study(folder: Path, name: str, edge_mb: int) -> str:
     """Write a three-stage fork whose edge device offers `edge_mb`; return its entry.
 
-    With 350 MB on the edge, no assignment fits: the edge holds `src` and neither `a`
-    nor `b`, and the gateway cannot hold both.
+    With 350 MB on the edge, no assignment fits: the edge has room for `src` but not
+    for `a` or `b` beside it, and the gateway has no room for both.
     """
     (folder / f"{name}-workflow.yaml").write_text(FORK_WORKFLOW, "utf-8")
     system = FORK_SYSTEM.replace("EDGE_MB", str(edge_mb))
