@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocation import __version__
 from allocation.cli_calibrate import (
@@ -32,6 +32,9 @@ from allocation.errors import AllocationError, InputError
 from allocation.local_server import LocalServer, configured_api_url, start_unless_configured
 from allocation.model import OBJECTIVES
 from allocation.runners import DEFAULT_RUNNER, RUNNER_NAMES
+
+if TYPE_CHECKING:
+    from flows.reevaluate import StudyStatus
 
 __all__ = ["main"]
 
@@ -539,10 +542,19 @@ def _reevaluate(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
     for status in outcome.studies:
-        diff = f"; changes in {status.diff_path}" if status.diff_path else ""
-        print(f"{status.name}: {status.status}, recommended {status.recommended}{diff}")
+        print(_status_line(status))
     print(f"Swept {_count(outcome.sweeps_run, 'study', 'studies')}; state in {outcome.state_path}")
     return EXIT_OK
+
+
+def _status_line(status: StudyStatus) -> str:
+    """Return the line that `reevaluate` prints for a study (a `StudyStatus`).
+
+    A study without a recommended candidate reads "recommended none", as in diff.md.
+    """
+    recommended = status.recommended if status.recommended is not None else "none"
+    diff = f"; changes in {status.diff_path}" if status.diff_path else ""
+    return f"{status.name}: {status.status}, recommended {recommended}{diff}"
 
 
 def _serve(args: argparse.Namespace) -> int:

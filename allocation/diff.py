@@ -7,7 +7,8 @@ saved beside them as ``inputs.json``. `diff_evaluations` reports
 - the input changes: price rows (matched by price and tier start), provider options,
   CPU figures, workflow and system fields, sweep options and the tool version;
 - the candidates that entered or left the front, matched by placement (the device of
-  every stage), and the metric changes of those that stayed;
+  every stage), with the study's objectives and ``throughput_fps`` of each, whether a
+  memory limit keeps it out, and the metric changes of those that stayed;
 - a change of the recommended placement, with the comparison between the old and the
   new recommendation that flipped and the input changes that can have caused it.
 
@@ -16,13 +17,16 @@ changed metrics and concerns a device the candidate uses (a price or CPU of that
 device), or every device (a workflow field, the reference CPU). This tracing names the
 possible causes of a change. It does not apportion the change between them. A price row
 whose only change is its ``as_of`` date or ``source`` moves no metric, so it is listed
-apart and never named as a cause.
+apart and never named as a cause. A change of a stage's or a device's ``memory_mb``
+moves no metric either: it decides which assignments fit, so it is named as the cause
+of a candidate that now exceeds, or no longer exceeds, that limit.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from allocation.errors import AllocationError
+from allocation.memory import MEMORY_TOLERANCE
 from allocation.results import candidate_labels
 
 __all__ = [
@@ -49,12 +54,33 @@ __all__ = [
 FINGERPRINT_FILE = "inputs.json"
 """File of a study's output folder holding the fingerprint of its inputs."""
 
-METRICS = ("latency_s", "cost_usd", "monthly_cost_usd", "comm_s", "upload_bytes", "download_bytes")
+METRICS = (
+    "latency_s",
+    "cost_usd",
+    "monthly_cost_usd",
+    "period_s",
+    "throughput_fps",
+    "comm_s",
+    "upload_bytes",
+    "download_bytes",
+)
 """Columns of front.parquet compared between evaluations, in report order."""
 
+DEFAULT_OBJECTIVES = ("latency_s", "cost_usd")
+"""Objectives of a study whose run.json and system name none."""
+
 _COST_METRICS = ("cost_usd", "monthly_cost_usd")
-_TIME_METRICS = ("latency_s", "cost_usd", "monthly_cost_usd")
-_UNITS = {"latency_s": "s", "comm_s": "s", "cost_usd": "USD", "monthly_cost_usd": "USD"}
+_TIME_METRICS = ("latency_s", "cost_usd", "monthly_cost_usd", "period_s", "throughput_fps")
+_UNITS = {
+    "latency_s": "s",
+    "comm_s": "s",
+    "period_s": "s",
+    "throughput_fps": "fps",
+    "cost_usd": "USD",
+    "monthly_cost_usd": "USD",
+}
+_MEMORY_FIELD = re.compile(r"^(stages|devices)\[([^\]]+)\]\.memory_mb$")
+"""Field path of a stage's memory need or a device's memory limit in the fingerprint."""
 _RELATIVE_TOLERANCE = 1e-9
 """Metric values closer than this, relative to the larger, count as equal (as on the front)."""
 
@@ -107,6 +133,34 @@ class EvaluationRecord:
         devices = self.inputs.get("system", {}).get("devices", [])
         return [str(device["id"]) for device in devices if "id" in device]
 
+    @property
+    def objectives(self) -> list[str]:
+        """Objectives of the sweep, from run.json, else the system, else the default."""
+        objectives = self.run.get("objectives") or self.inputs.get("system", {}).get("objectives")
+        return [str(o) for o in objectives] if objectives else list(DEFAULT_OBJECTIVES)
+
+    def memory_excess(self, placement: tuple[str, ...]) -> list[MemoryExcess]:
+        """Return the devices whose memory limit `placement` exceeds under these inputs.
+
+        The needs come from the workflow's stages and the limits from the system's
+        devices, as the sweep reads them (`allocation.memory`).
+        """
+        stages = {
+            str(stage.get("id")): float(stage.get("memory_mb") or 0.0)
+            for stage in self.inputs.get("workflow", {}).get("stages", [])
+        }
+        need_mb: dict[str, float] = {}
+        for stage_id, device in zip(self.stage_ids, placement, strict=True):
+            need_mb[device] = need_mb.get(device, 0.0) + stages.get(stage_id, 0.0)
+        excess = []
+        for device in self.inputs.get("system", {}).get("devices", []):
+            device_id, limit_mb = str(device.get("id")), device.get("memory_mb")
+            if limit_mb is None or device_id not in need_mb:
+                continue
+            if need_mb[device_id] > float(limit_mb) * (1.0 + MEMORY_TOLERANCE):
+                excess.append(MemoryExcess(device_id, need_mb[device_id], float(limit_mb)))
+        return excess
+
     def placements(self) -> list[tuple[str, ...]]:
         """Return the placement of every front row, as device ids in stage order."""
         return _placements(self.front)
@@ -152,12 +206,31 @@ class InputChange:
     devices: tuple[str, ...] | None
     """Devices whose estimates it concerns; None for every device."""
     metrics: tuple[str, ...]
-    """Metrics it can move, none for a price row that only has a new date or source."""
+    """Metrics it can move: none for a price row that only has a new date or source, and
+    none for a memory need or limit."""
+    memory_of: tuple[str, str] | None = None
+    """``("stage", id)`` or ``("device", id)`` for a change of that ``memory_mb``, which
+    decides which assignments fit; None for other changes."""
+
+    @property
+    def numbered(self) -> bool:
+        """Whether the change can move a metric or decide which assignments fit."""
+        return bool(self.metrics) or self.memory_of is not None
 
     def concerns(self, devices: Iterable[str], metrics: Iterable[str]) -> bool:
         """Return whether this change can move one of `metrics` of a placement on `devices`."""
         device_hit = self.devices is None or bool(set(self.devices) & set(devices))
         return device_hit and bool(set(self.metrics) & set(metrics))
+
+
+@dataclass(frozen=True)
+class MemoryExcess:
+    """A device whose memory limit a placement exceeds."""
+
+    device: str
+    need_mb: float
+    """Sum of the ``memory_mb`` of the placement's stages on the device."""
+    limit_mb: float
 
 
 @dataclass(frozen=True)
@@ -181,6 +254,12 @@ class FrontEntry:
     metrics: dict[str, float]
     other: dict[str, float] | None
     """Its metrics in the other evaluation, when patterns.parquet has the placement."""
+    over_memory: tuple[MemoryExcess, ...] = ()
+    """For a candidate that left: the memory limits it exceeds now. For one that
+    entered: those it exceeded before."""
+    causes: tuple[InputChange, ...] = ()
+    """Input changes that can explain the move: the memory changes behind `over_memory`,
+    else the changes that can move the metrics that differ from the other evaluation."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +273,13 @@ class RecommendationChange:
     flips: tuple[str, ...]
     """Sentences on comparisons between the two placements whose order flipped."""
     causes: tuple[InputChange, ...]
+    metrics: dict[str, tuple[dict[str, float] | None, dict[str, float] | None]] = field(
+        default_factory=dict
+    )
+    """Per role, ``old`` and ``new`` recommendation: the placement's metrics in the
+    previous and in this evaluation, None where that evaluation's tables lack it."""
+    over_memory: tuple[MemoryExcess, ...] = ()
+    """The memory limits that the old recommendation exceeds now."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +304,10 @@ class StudyDiff:
     stage_ids: list[str] = field(default_factory=list)
     old_evaluated_at: str | None = None
     new_evaluated_at: str | None = None
+    objectives: list[str] = field(default_factory=lambda: list(DEFAULT_OBJECTIVES))
+    """Objectives of the new evaluation, shown for every candidate that entered or left."""
+    old_limits_mb: dict[str, float] = field(default_factory=dict)
+    """Memory limit of each device with one in the previous evaluation."""
 
 
 def diff_evaluations(
@@ -244,18 +334,19 @@ def diff_evaluations(
             stage_ids=stage_ids,
             old_evaluated_at=old_evaluated_at,
             new_evaluated_at=new_evaluated_at,
+            objectives=new.objectives,
         )
 
     # Match the fronts by placement.
     old_rows = _front_rows(old)
     new_rows = _front_rows(new)
     entered = [
-        FrontEntry(label, placement, metrics, old.metrics_of(placement))
+        _front_entry(label, placement, metrics, old, input_changes)
         for placement, (label, metrics) in new_rows.items()
         if placement not in old_rows
     ]
     left = [
-        FrontEntry(label, placement, metrics, new.metrics_of(placement))
+        _front_entry(label, placement, metrics, new, input_changes)
         for placement, (label, metrics) in old_rows.items()
         if placement not in new_rows
     ]
@@ -291,7 +382,57 @@ def diff_evaluations(
         stage_ids=stage_ids,
         old_evaluated_at=old_evaluated_at,
         new_evaluated_at=new_evaluated_at,
+        objectives=new.objectives,
+        old_limits_mb=_memory_limits(old.inputs),
     )
+
+
+def _front_entry(
+    label: str,
+    placement: tuple[str, ...],
+    metrics: dict[str, float],
+    other: EvaluationRecord,
+    input_changes: list[InputChange],
+) -> FrontEntry:
+    """Describe a candidate on one front only; `other` is the evaluation without it."""
+    other_metrics = other.metrics_of(placement)
+    over_memory = tuple(other.memory_excess(placement))
+    if over_memory:
+        causes = tuple(
+            c for c in input_changes if _memory_cause(c, placement, other.stage_ids, over_memory)
+        )
+    elif other_metrics is not None:
+        moved = {
+            m for m in metrics if m in other_metrics and not _equal(metrics[m], other_metrics[m])
+        }
+        causes = tuple(c for c in input_changes if c.concerns(set(placement), moved))
+    else:
+        causes = ()
+    return FrontEntry(label, placement, metrics, other_metrics, over_memory, causes)
+
+
+def _memory_cause(
+    change: InputChange,
+    placement: tuple[str, ...],
+    stage_ids: Sequence[str],
+    over_memory: Sequence[MemoryExcess],
+) -> bool:
+    """Return whether `change` sets the limit or a need on a device `over_memory` names."""
+    if change.memory_of is None:
+        return False
+    kind, name = change.memory_of
+    devices = {excess.device for excess in over_memory}
+    if kind == "device":
+        return name in devices
+    on_device = dict(zip(stage_ids, placement, strict=True))
+    return on_device.get(name) in devices
+
+
+def _memory_limits(inputs: Mapping[str, Any]) -> dict[str, float]:
+    devices = inputs.get("system", {}).get("devices", [])
+    return {
+        str(d.get("id")): float(d["memory_mb"]) for d in devices if d.get("memory_mb") is not None
+    }
 
 
 def compare_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[InputChange]:
@@ -397,7 +538,13 @@ def _field_changes(part: str, old: Any, new: Any, noun: str) -> list[InputChange
         devices: tuple[str, ...] | None = None
         if part == "system" and path.startswith("devices["):
             devices = (path[len("devices[") : path.index("]")],)
-        changes.append(InputChange(part, f"{noun} {path} {_transition(a, b)}", devices, METRICS))
+        text = f"{noun} {path} {_transition(a, b)}"
+        memory = _MEMORY_FIELD.match(path) if part in ("workflow", "system") else None
+        if memory is not None:
+            kind = "stage" if memory.group(1) == "stages" else "device"
+            changes.append(InputChange(part, text, devices, (), (kind, memory.group(2))))
+        else:
+            changes.append(InputChange(part, text, devices, METRICS))
     return changes
 
 
@@ -410,6 +557,12 @@ def _recommendation_change(
     if before is None and after is None:
         return None
     recommendation = new.run.get("recommendation") or {}
+    metrics = {
+        role: (old.metrics_of(item[1]), new.metrics_of(item[1]))
+        for role, item in (("old", before), ("new", after))
+        if item is not None
+    }
+    over_memory = () if before is None else tuple(new.memory_excess(before[1]))
     flips: list[str] = []
     flipped_metrics: set[str] = set()
     if before is not None and after is not None:
@@ -418,7 +571,7 @@ def _recommendation_change(
         was_old, was_new = old.metrics_of(old_placement), old.metrics_of(new_placement)
         now_old, now_new = new.metrics_of(old_placement), new.metrics_of(new_placement)
         if was_old and was_new and now_old and now_new:
-            for metric in ("latency_s", "cost_usd", "monthly_cost_usd"):
+            for metric in ("latency_s", "cost_usd", "monthly_cost_usd", "period_s"):
                 sentence = _flip(
                     metric, old_label, new_label, (was_old, was_new), (now_old, now_new)
                 )
@@ -427,8 +580,13 @@ def _recommendation_change(
                     flipped_metrics.add(metric)
     placements = [item[1] for item in (before, after) if item is not None]
     devices = {device for placement in placements for device in placement}
-    metrics = flipped_metrics or set(_TIME_METRICS)
-    causes = tuple(c for c in input_changes if c.concerns(devices, metrics))
+    moved = flipped_metrics or set(_TIME_METRICS)
+    causes = tuple(
+        c
+        for c in input_changes
+        if c.concerns(devices, moved)
+        or (before is not None and _memory_cause(c, before[1], new.stage_ids, over_memory))
+    )
     return RecommendationChange(
         before,
         after,
@@ -436,6 +594,8 @@ def _recommendation_change(
         str(recommendation.get("reason", "")),
         tuple(flips),
         causes,
+        metrics,
+        over_memory,
     )
 
 
@@ -459,6 +619,7 @@ def _flip(
         "latency_s": "now takes longer than",
         "cost_usd": "now costs more per run than",
         "monthly_cost_usd": "now costs more per month than",
+        "period_s": "now has a longer period (fewer frames per second) than",
     }[metric]
     return (
         f"{old_label} (the old recommendation) {comparison} {new_label}: "
@@ -484,7 +645,7 @@ def render_diff_md(diff: StudyDiff, study: str) -> str:
 
     lines += ["", "## Inputs that changed", ""]
     numbered = _numbered_changes(diff)
-    redated = [c for c in diff.input_changes if not c.metrics]
+    redated = [c for c in diff.input_changes if not c.numbered]
     if numbered:
         lines += [f"{i}. {_escape(c.text)}" for i, c in enumerate(numbered, 1)]
     elif not redated:
@@ -513,18 +674,25 @@ def render_diff_md(diff: StudyDiff, study: str) -> str:
     if diff.entered:
         lines += ["", "### Entered the front", ""]
         for entry in diff.entered:
+            memory = _excess_text(diff, entry.over_memory, now=False)
             lines.append(
                 f"- {entry.label} ({_placement_text(diff, entry.placement)}): "
-                + (_metrics_text(entry.metrics))
-                + _other_text(entry.other, "before")
+                + _metrics_text(diff, entry.metrics)
+                + _other_text(diff, entry.other, "before")
+                + (f"; {memory}" if memory else "")
+                + _cause_numbers(diff, entry.causes)
             )
     if diff.left:
         lines += ["", "### Left the front", ""]
         for entry in diff.left:
+            memory = _excess_text(diff, entry.over_memory, now=True)
             lines.append(
                 f"- {entry.label} of the previous front "
-                f"({_placement_text(diff, entry.placement)}): was {_metrics_text(entry.metrics)}"
-                + _other_text(entry.other, "now")
+                f"({_placement_text(diff, entry.placement)}): was "
+                + _metrics_text(diff, entry.metrics)
+                + _other_text(diff, entry.other, "now")
+                + (f"; {memory}" if memory else "")
+                + _cause_numbers(diff, entry.causes)
             )
     if diff.changed:
         lines += ["", "### Stayed, with changed metrics", ""]
@@ -549,8 +717,8 @@ def _cause_numbers(diff: StudyDiff, causes: Sequence[InputChange]) -> str:
 
 
 def _numbered_changes(diff: StudyDiff) -> list[InputChange]:
-    """Return the input changes that can move a metric, in the numbered list's order."""
-    return [change for change in diff.input_changes if change.metrics]
+    """Return the numbered input changes (`InputChange.numbered`), in the list's order."""
+    return [change for change in diff.input_changes if change.numbered]
 
 
 def _numbered(diff: StudyDiff, causes: Sequence[InputChange]) -> str:
@@ -582,6 +750,20 @@ def _recommendation_lines(diff: StudyDiff) -> list[str]:
     old = "none" if change.old is None else _candidate(diff, *change.old)
     new = "none" if change.new is None else _candidate(diff, *change.new)
     lines = [f"The recommendation changed from {old} to {new}."]
+    for role, item in (("old", change.old), ("new", change.new)):
+        if item is None or role not in change.metrics:
+            continue
+        before, now = change.metrics[role]
+        if now is not None:
+            text = f"now {_metrics_text(diff, now)}" + _other_text(diff, before, "before")
+        elif before is not None:
+            text = f"was {_metrics_text(diff, before)}"
+        else:
+            continue
+        lines.append(f"- {item[0]} (the {role} recommendation): {text}.")
+    memory = _excess_text(diff, change.over_memory, now=True)
+    if change.old is not None and memory:
+        lines.append(f"- {change.old[0]} (the old recommendation) {memory}.")
     for flip in change.flips:
         lines.append(f"- {flip}.")
     if change.causes:
@@ -626,15 +808,38 @@ def _ranges(numbers: list[int]) -> str:
     return ("stage " if len(numbers) == 1 else "stages ") + text
 
 
-def _metrics_text(metrics: Mapping[str, float]) -> str:
-    listed = [m for m in ("latency_s", "cost_usd", "monthly_cost_usd") if m in metrics]
+def _metrics_text(diff: StudyDiff, metrics: Mapping[str, float]) -> str:
+    """List the study's objectives, then monthly_cost_usd and throughput_fps when known."""
+    listed = [m for m in diff.objectives if m in metrics]
+    for extra in ("monthly_cost_usd", "throughput_fps"):
+        if extra in metrics and extra not in listed and not math.isnan(metrics[extra]):
+            listed.append(extra)
     return ", ".join(f"{m} {_value(m, metrics[m])}" for m in listed)
 
 
-def _other_text(metrics: Mapping[str, float] | None, when: str) -> str:
+def _other_text(diff: StudyDiff, metrics: Mapping[str, float] | None, when: str) -> str:
     if metrics is None:
         return ""
-    return f" ({when}: {_metrics_text(metrics)})"
+    return f" ({when}: {_metrics_text(diff, metrics)})"
+
+
+def _excess_text(diff: StudyDiff, over_memory: Sequence[MemoryExcess], *, now: bool) -> str:
+    """Say which memory limits a placement exceeds (`now`) or exceeded before."""
+    parts = []
+    for excess in over_memory:
+        limit = f"{_number_text(excess.limit_mb)} MB"
+        old_limit = diff.old_limits_mb.get(excess.device)
+        if now and old_limit is not None and not _equal(old_limit, excess.limit_mb):
+            limit += f" (was {_number_text(old_limit)} MB)"
+        parts.append(
+            f"its stages on {excess.device} need {_number_text(excess.need_mb)} MB, "
+            f"over the limit of {limit}"
+        )
+    if not parts:
+        return ""
+    verb = "now exceeds" if now else "exceeded"
+    noun = "memory limit" if len(parts) == 1 else "memory limits"
+    return f"{verb} a device's {noun}: " + "; ".join(parts)
 
 
 def _front_rows(record: EvaluationRecord) -> dict[tuple[str, ...], tuple[str, dict[str, float]]]:
@@ -692,14 +897,21 @@ def _usd(value: float) -> str:
 
 
 def _percent(old: float, new: float) -> str:
-    if old == 0 or math.isnan(old) or math.isnan(new):
+    if old == 0 or not math.isfinite(old) or not math.isfinite(new):
         return "new value" if old == 0 and new else "n/a"
     return f"{(new - old) / abs(old) * 100:+.1f} %"
+
+
+def _number_text(value: float) -> str:
+    """Return a number as a YAML file would give it: 1024.0 as 1024, 0.5 as 0.5."""
+    return format(Decimal(f"{value:.12g}").normalize(), "f")
 
 
 def _value(metric: str, value: float) -> str:
     if math.isnan(value):
         return "n/a"
+    if math.isinf(value):
+        return f"{'inf' if value > 0 else '-inf'} {_UNITS.get(metric, '')}".rstrip()
     unit = _UNITS.get(metric, "bytes" if metric.endswith("_bytes") else "")
     if metric.endswith("_bytes"):
         number = f"{value:,.0f}"
@@ -716,11 +928,26 @@ def _transition(old: Any, new: Any) -> str:
 def _json(value: Any) -> str:
     if value is _MISSING:
         return "(absent)"
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(_whole_numbers(value), ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 _MISSING = object()
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Return `value` with every whole float as an int, as the input file wrote it.
+
+    Validation turns ``memory_mb: 1024`` into 1024.0. The file's author wrote 1024, so
+    the diff prints 1024.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def _flat_differences(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:

@@ -28,6 +28,7 @@ __all__ = [
     "left_out_sentence",
     "memory_excess",
     "no_feasible_assignment_error",
+    "some_assignment_fits",
 ]
 
 MEMORY_TOLERANCE = 1e-9
@@ -63,6 +64,68 @@ def binding_limits(
         for d in range(len(device_memory_mb))
         if np.isfinite(device_memory_mb[d]) and exceeds_limit(most_mb[d], device_memory_mb[d])
     )
+
+
+def some_assignment_fits(
+    stage_memory_mb: np.ndarray,
+    device_memory_mb: np.ndarray,
+    allowed: Sequence[np.ndarray],
+    *,
+    max_steps: int = 1_000_000,
+) -> bool | None:
+    """Search for one assignment that fits every device's memory limit.
+
+    Parameters
+    ----------
+    stage_memory_mb : ndarray, shape (n_stages,)
+    device_memory_mb : ndarray, shape (n_devices,)
+        Limits, ``inf`` where a device has none.
+    allowed : sequence of ndarray
+        Per stage, the indices of the devices it may run on.
+    max_steps : int
+        Maximum number of stage placements to try before giving up.
+
+    Returns
+    -------
+    bool or None
+        True when an assignment fits, False when none does, None when the search gave
+        up after `max_steps` placements without knowing.
+
+    Notes
+    -----
+    A depth-first search places the stages largest need first, so that an overfull
+    device is found near the root, and drops every branch whose partial placement
+    already exceeds a limit. When the limits leave room, the first branch usually fits,
+    after ``n_stages`` steps. Proving that none fits can take as many steps as there
+    are assignments, so `max_steps` bounds the search.
+    """
+    needs = [float(v) for v in stage_memory_mb]
+    limits = [float(v) for v in device_memory_mb]
+    order = sorted(range(len(needs)), key=lambda s: -needs[s])
+    choices = [[int(d) for d in allowed[s]] for s in order]
+    load_mb = [0.0] * len(limits)
+    steps = 0
+
+    def place(k: int) -> bool | None:
+        nonlocal steps
+        if k == len(order):
+            return True
+        need = needs[order[k]]
+        for d in choices[k]:
+            steps += 1
+            if steps > max_steps:
+                return None
+            before = load_mb[d]
+            if exceeds_limit(before + need, limits[d]):
+                continue
+            load_mb[d] = before + need
+            found = place(k + 1)
+            load_mb[d] = before
+            if found is not False:
+                return found
+        return False
+
+    return place(0)
 
 
 def memory_excess(

@@ -1,16 +1,20 @@
 """The `reevaluate` flow: sweep each study of a studies file again when its inputs changed.
 
-For every study the flow fingerprints the inputs (`allocation.studies.fingerprint_study`)
-and compares the fingerprint with the one stored in ``<out>/state.json`` at the last
-evaluation. A study whose fingerprint is unchanged, and whose outputs are still there,
-is recorded as unchanged without a sweep. Any other study is swept by the `sweep` flow,
-as a subflow, into ``<out>/<study name>/``. Before that, the files of the previous
+First the flow loads and compiles every study, checks that some assignment of each
+fits the devices' memory limits, and fingerprints its inputs
+(`allocation.studies.fingerprint_study`). Invalid input in any study stops the run here,
+before anything is written. Then, for every study, it compares the fingerprint with
+the one stored in ``<out>/state.json`` at the last evaluation. A study whose fingerprint
+is unchanged, and whose outputs are still there, is recorded as unchanged without a
+sweep. Any other study is swept by the `sweep` flow, as a subflow, into
+``<out>/<study name>/``. Before that, the files of the previous
 evaluation are kept in ``<out>/<study name>/previous/``, and after it the flow writes
 ``diff.md`` (`allocation.diff`) and publishes it as a markdown artifact.
 
 The state file is replaced atomically (temporary file, then rename) after each study's
 sweep succeeds and once more at the end of a successful run. A study whose sweep fails
-keeps its old record, so the next run sweeps it again.
+keeps its old record, so the next run sweeps it again, and a study folder that the
+failed sweep created is removed again while it is empty.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from prefect.runtime import flow_run
 
 from allocation.diff import FINGERPRINT_FILE, EvaluationRecord, diff_evaluations, render_diff_md
 from allocation.errors import AllocationError
+from allocation.outputs import checked_output_folder
 from allocation.studies import (
     StudyEntry,
     StudyFingerprint,
     artifact_slug,
+    check_some_assignment_fits,
     fingerprint_study,
     load_studies,
     load_study_entry,
@@ -99,8 +105,17 @@ def diff_artifact_key(study_name: str) -> str:
 
 @task(name="fingerprint-study", cache_policy=NO_CACHE, persist_result=False)
 def fingerprint_task(entry: StudyEntry) -> StudyFingerprint:
-    """Load a study's inputs and fingerprint them, without sweeping."""
-    return fingerprint_study(entry, load_study_entry(entry))
+    """Load and check a study's inputs and fingerprint them, without sweeping.
+
+    Raises
+    ------
+    InputError
+        For invalid input, including a study whose every assignment exceeds a memory
+        limit (`allocation.studies.check_some_assignment_fits`).
+    """
+    study = load_study_entry(entry)
+    check_some_assignment_fits(study, system_file=entry.system)
+    return fingerprint_study(entry, study)
 
 
 @flow(name="reevaluate", persist_result=False)
@@ -125,10 +140,12 @@ def reevaluate(
     state = read_state(state_path)
     started_at = _now()
 
+    # Check every study before anything is written: invalid input stops the whole run.
+    fingerprints = [fingerprint_task(entry) for entry in studies.studies]
+
     statuses: list[StudyStatus] = []
     sweeps_run = 0
-    for entry in studies.studies:
-        fingerprint = fingerprint_task(entry)
+    for entry, fingerprint in zip(studies.studies, fingerprints, strict=True):
         study_out = out / entry.name
         record = state["studies"].get(entry.name)
         changed = _changed_parts(record, fingerprint, study_out)
@@ -150,14 +167,15 @@ def reevaluate(
         has_previous = _keep_previous(study_out)
         status, reason = sweep_reason(record, changed)
         logger.info("%s: %s; sweeping", entry.name, reason)
-        outcome = sweep(
-            workflow_path=str(entry.workflow),
-            system_path=str(entry.system),
-            catalog_dir=None if entry.catalog is None else str(entry.catalog),
-            out_dir=str(study_out),
-            compare_path=None if entry.compare is None else str(entry.compare),
-            **entry.sweep_parameters(),
-        )
+        with checked_output_folder(study_out):
+            outcome = sweep(
+                workflow_path=str(entry.workflow),
+                system_path=str(entry.system),
+                catalog_dir=None if entry.catalog is None else str(entry.catalog),
+                out_dir=str(study_out),
+                compare_path=None if entry.compare is None else str(entry.compare),
+                **entry.sweep_parameters(),
+            )
         sweeps_run += 1
         evaluated_at = _now()
         _write_json_atomically(study_out / FINGERPRINT_FILE, fingerprint.parts)

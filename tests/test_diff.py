@@ -169,7 +169,7 @@ def test_cpu_and_option_changes_described() -> None:
     texts = [change.text for change in compare_inputs(INPUTS, new_inputs)]
     assert texts == [
         "device lam (aws-lambda): pricing option memory_mb 1024 → 2048",
-        "CPU of device edge, BCM2711: single_thread 597.0 → 620.0 (+3.9 %)",
+        "CPU of device edge, BCM2711: single_thread 597 → 620 (+3.9 %)",
         'sweep option sweep.method "auto" → "exact"',
     ]
 
@@ -216,3 +216,93 @@ def test_metric_numbers_in_plain_decimals() -> None:
 
     assert "e-05" not in markdown
     assert "cost_usd 0.000102 USD → 0.000095 USD" in markdown
+
+
+def _stream_record(
+    rows: list[tuple[tuple[str, str], float, float]], recommended: str | None, inputs: Any
+) -> EvaluationRecord:
+    """Build an evaluation whose front has the period and throughput columns."""
+    table = pd.DataFrame(
+        {
+            "latency_s": [2.0] * len(rows),
+            "cost_usd": [cost for _, cost, _ in rows],
+            "comm_s": [0.1] * len(rows),
+            "period_s": [period for _, _, period in rows],
+            "throughput_fps": [1.0 / period for _, _, period in rows],
+            "equivalent_count": [1] * len(rows),
+            "at_s1": [p[0] for p, _, _ in rows],
+            "at_s2": [p[1] for p, _, _ in rows],
+        }
+    )
+    run = {
+        "objectives": ["latency_s", "cost_usd", "period_s"],
+        "recommendation": {"label": recommended, "rule": "limits", "reason": "fastest"},
+    }
+    return EvaluationRecord(table, run, inputs, table)
+
+
+def test_period_and_throughput_in_diff() -> None:
+    new_inputs = copy.deepcopy(INPUTS)
+    new_inputs["system"]["contention"] = {"concurrent_frames": 3}
+    old = _stream_record([(("edge", "lam"), 0.005, 1.6), (("edge", "edge"), 0.0, 4.0)], "A", INPUTS)
+    new = _stream_record(
+        [(("edge", "lam"), 0.005, 2.4), (("edge", "edge"), 0.0, 4.0)], None, new_inputs
+    )
+    diff = diff_evaluations(old, new)
+    text = render_diff_md(diff, "stream")
+
+    assert diff.changed[0].metrics["period_s"] == pytest.approx((1.6, 2.4))
+    assert "period_s 1.6 s → 2.4 s (+50.0 %)" in text
+    assert "throughput_fps 0.625 fps → 0.416667 fps (-33.3 %)" in text
+    assert "The recommendation changed from A (stage 2 on lam, rest on edge) to none." in text
+    assert (
+        "- A (the old recommendation): now latency_s 2 s, cost_usd 0.005 USD, period_s 2.4 s, "
+        "throughput_fps 0.416667 fps (before: latency_s 2 s, cost_usd 0.005 USD, "
+        "period_s 1.6 s, throughput_fps 0.625 fps)." in text
+    )
+
+
+def test_left_front_lists_objectives_and_throughput() -> None:
+    old = _stream_record([(("edge", "lam"), 0.005, 1.6), (("edge", "edge"), 0.0, 4.0)], "B", INPUTS)
+    new = _stream_record([(("edge", "edge"), 0.0, 4.0)], "A", INPUTS)
+    text = render_diff_md(diff_evaluations(old, new), "stream")
+
+    assert (
+        "- A of the previous front (stage 2 on lam, rest on edge): was latency_s 2 s, "
+        "cost_usd 0.005 USD, period_s 1.6 s, throughput_fps 0.625 fps" in text
+    )
+
+
+def _memory_inputs(gateway_limit_mb: float) -> dict[str, Any]:
+    inputs = copy.deepcopy(INPUTS)
+    inputs["workflow"]["stages"] = [
+        {"id": "s1", "time_s": 0.5, "memory_mb": 500.0},
+        {"id": "s2", "time_s": 0.5, "memory_mb": 450.0},
+    ]
+    inputs["system"]["devices"] = [
+        {"id": "edge", "memory_mb": None},
+        {"id": "lam", "memory_mb": gateway_limit_mb},
+    ]
+    return inputs
+
+
+def test_tighter_memory_limit_explains_left_candidate() -> None:
+    front = [(("lam", "lam"), 0.01, 1.0), (("edge", "edge"), 0.0, 4.0)]
+    old = _stream_record(front, "A", _memory_inputs(1024.0))
+    new_table = old.front.iloc[[1]].reset_index(drop=True)
+    new = EvaluationRecord(new_table, old.run, _memory_inputs(900.0), new_table)
+    diff = diff_evaluations(old, new)
+    text = render_diff_md(diff, "memory")
+
+    assert [c.text for c in diff.input_changes] == ["system devices[lam].memory_mb 1024 → 900"]
+    assert diff.input_changes[0].metrics == ()
+    assert "1. system devices\\[lam\\].memory_mb 1024 → 900" in text
+    assert [e.placement for e in diff.left] == [("lam", "lam")]
+    assert diff.left[0].causes == (diff.input_changes[0],)
+    assert (
+        "now exceeds a device's memory limit: its stages on lam need 950 MB, over the limit "
+        "of 900 MB (was 1024 MB) (from input change 1)" in text
+    )
+    # The old recommendation no longer fits, and the limit is named as the cause.
+    assert "- A (the old recommendation) now exceeds a device's memory limit" in text
+    assert "- It can be traced to input change 1 below." in text

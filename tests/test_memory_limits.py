@@ -19,7 +19,11 @@ from allocation.compile import CompiledProblem, compile_problem
 from allocation.errors import InputError
 from allocation.exact import exactness
 from allocation.kernel import screen_chunk
-from allocation.memory import left_out_sentence, no_feasible_assignment_error
+from allocation.memory import (
+    left_out_sentence,
+    no_feasible_assignment_error,
+    some_assignment_fits,
+)
 from allocation.model import System, Workflow
 from allocation.reference import (
     reference_assignments,
@@ -274,3 +278,29 @@ def test_left_out_sentence() -> None:
         "3 of 10 assignments exceed a device's memory limit and are left out; the limit "
         "is exceeded on edge (1024 MB) in 3."
     )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fit_search_matches_reference(seed: int) -> None:
+    case = _case(seed)
+    if case is None or not case[2].memory_bound_devices:
+        pytest.skip("space too large for the reference, or no limit binds")
+    workflow, system, problem = case
+    assert problem.stage_memory_mb is not None and problem.device_memory_mb is not None
+    expected = any(
+        reference_fits(workflow, system, placement)
+        for placement in reference_assignments(workflow, system)
+    )
+    found = some_assignment_fits(problem.stage_memory_mb, problem.device_memory_mb, problem.allowed)
+    assert found is expected
+
+
+def test_fit_search_gives_up_after_max_steps() -> None:
+    # Three stages of 60 MB, two devices of 100 MB: every assignment puts two stages,
+    # 120 MB, on one device.
+    needs = np.array([60.0, 60.0, 60.0])
+    limits = np.array([100.0, 100.0])
+    allowed = [np.array([0, 1])] * 3
+    assert some_assignment_fits(needs, limits, allowed) is False
+    assert some_assignment_fits(needs, limits, allowed, max_steps=3) is None
+    assert some_assignment_fits(needs, np.array([100.0, 130.0]), allowed) is True

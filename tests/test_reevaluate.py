@@ -122,3 +122,36 @@ def test_reevaluate_sweeps_only_after_a_price_change(
     assert diff_artifact_key("detection-arm") == "diff-detection-arm"
     assert "rose 12.0 %" in asyncio.run(read_artifact())
     assert new_rate == pytest.approx(old_rate * 1.12)
+
+
+def test_invalid_study_stops_every_study(prefect_harness: None, tmp_path: Path) -> None:
+    from allocation.errors import InputError
+    from tests.test_reevaluate_studies import write_fork_study
+
+    # The valid study comes first: without the check of every study before the first
+    # sweep, it would be swept and written before the second one fails.
+    studies = tmp_path / "studies.yaml"
+    studies.write_text(
+        "studies:\n"
+        + write_fork_study(tmp_path, "fits", 400)
+        + write_fork_study(tmp_path, "allinf", 350),
+        "utf-8",
+    )
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="every one of the 4 assignments"):
+        reevaluate(str(studies), str(out))
+    assert not out.exists()
+
+
+def test_failed_sweep_leaves_no_empty_folder(prefect_harness: None, tmp_path: Path) -> None:
+    from allocation.errors import InputError
+    from tests.test_reevaluate_studies import write_fork_study
+
+    # Only the sweep finds that the front has no candidate Z.
+    entry = write_fork_study(tmp_path, "fits", 400).rstrip("}\n") + ", sweep: {explain: [A:Z]}}\n"
+    studies = tmp_path / "studies.yaml"
+    studies.write_text("studies:\n" + entry, "utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="names candidate 'Z'"):
+        reevaluate(str(studies), str(out))
+    assert not out.exists()

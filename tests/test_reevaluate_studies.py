@@ -8,7 +8,12 @@ import pytest
 
 from allocation.cli import main
 from allocation.errors import InputError
-from allocation.studies import fingerprint_study, load_studies, load_study_entry
+from allocation.studies import (
+    check_some_assignment_fits,
+    fingerprint_study,
+    load_studies,
+    load_study_entry,
+)
 from tests.conftest import CATALOGS
 
 WORKFLOW = CATALOGS / "workflows" / "object-detection.yaml"
@@ -130,3 +135,65 @@ def test_fingerprint_sees_sweep_options(tmp_path: Path) -> None:
     a = fingerprint_study(plain, load_study_entry(plain))
     b = fingerprint_study(limited, load_study_entry(limited))
     assert b.changed_parts(a.sha256) == ["options"]
+
+
+def test_status_line_says_none() -> None:
+    from allocation.cli import _status_line
+    from flows.reevaluate import StudyStatus
+
+    status = StudyStatus("fork3", "changed", "out/fork3", diff_path="out/fork3/diff.md")
+    assert _status_line(status) == (
+        "fork3: changed, recommended none; changes in out/fork3/diff.md"
+    )
+    status.recommended = "A"
+    assert _status_line(status).startswith("fork3: changed, recommended A;")
+
+
+FORK_WORKFLOW = """\
+workflow: fork3
+measured_on: {name: Ref, single_thread: 1000, cores: 4}
+stages:
+  - {id: src, time_s: 0.1, pin: edge, memory_mb: 100}
+  - {id: a, time_s: 1.0, memory_mb: 300}
+  - {id: b, time_s: 0.5, memory_mb: 260}
+edges:
+  - {from: src, to: a, bytes: 1000000}
+  - {from: src, to: b, bytes: 500000}
+"""
+
+FORK_SYSTEM = """\
+system: sys3
+devices:
+  - {id: edge, memory_mb: EDGE_MB, cpu: {name: E, single_thread: 500, cores: 2}}
+  - {id: gw, memory_mb: 400, cpu: {name: G, single_thread: 2000, cores: 2}}
+links:
+  - {between: [edge, gw], bandwidth_mbps: 10, latency_ms: 5}
+"""
+
+
+def write_fork_study(folder: Path, name: str, edge_mb: int) -> str:
+    """Write a three-stage fork whose edge device offers `edge_mb`; return its entry.
+
+    With 350 MB on the edge, no assignment fits: the edge has room for `src` but not
+    for `a` or `b` beside it, and the gateway has no room for both.
+    """
+    (folder / f"{name}-workflow.yaml").write_text(FORK_WORKFLOW, "utf-8")
+    system = FORK_SYSTEM.replace("EDGE_MB", str(edge_mb))
+    (folder / f"{name}-system.yaml").write_text(system, "utf-8")
+    return f"  - {{name: {name}, workflow: {name}-workflow.yaml, system: {name}-system.yaml}}\n"
+
+
+def test_no_fitting_assignment_found_before_sweep(tmp_path: Path) -> None:
+    path = _write(tmp_path, "studies:\n" + write_fork_study(tmp_path, "allinf", 350))
+    entry = load_studies(path).studies[0]
+    with pytest.raises(InputError) as caught:
+        check_some_assignment_fits(load_study_entry(entry), system_file=entry.system)
+    assert caught.value.file == str(entry.system)
+    assert caught.value.field == "devices[0].memory_mb"
+    assert "every one of the 4 assignments exceeds a device's memory limit" in str(caught.value)
+    assert "device 'edge' (350 MB), exceeded by 3 assignments" in str(caught.value)
+
+    # With room for one stage beside src on the edge, the check passes.
+    path = _write(tmp_path, "studies:\n" + write_fork_study(tmp_path, "fits", 400))
+    entry = load_studies(path).studies[0]
+    check_some_assignment_fits(load_study_entry(entry), system_file=entry.system)
