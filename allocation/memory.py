@@ -104,28 +104,34 @@ def some_assignment_fits(
     order = sorted(range(len(needs)), key=lambda s: -needs[s])
     choices = [[int(d) for d in allowed[s]] for s in order]
     load_mb = [0.0] * len(limits)
+    # An explicit stack, not recursion: a workflow may have 10,000 stages.
+    # next_choice[k] is the index in choices[k] to try next; placed[k] the device used.
+    next_choice = [0] * len(order)
+    placed = [-1] * len(order)
+    k = 0
     steps = 0
-
-    def place(k: int) -> bool | None:
-        nonlocal steps
-        if k == len(order):
-            return True
-        need = needs[order[k]]
-        for d in choices[k]:
-            steps += 1
-            if steps > max_steps:
-                return None
-            before = load_mb[d]
-            if exceeds_limit(before + need, limits[d]):
-                continue
-            load_mb[d] = before + need
-            found = place(k + 1)
-            load_mb[d] = before
-            if found is not False:
-                return found
-        return False
-
-    return place(0)
+    while k < len(order):
+        if placed[k] >= 0:
+            load_mb[placed[k]] -= needs[order[k]]
+            placed[k] = -1
+        if next_choice[k] == len(choices[k]):
+            # Every device of stage k failed: step back to the stage before.
+            next_choice[k] = 0
+            k -= 1
+            if k < 0:
+                return False
+            continue
+        d = choices[k][next_choice[k]]
+        next_choice[k] += 1
+        steps += 1
+        if steps > max_steps:
+            return None
+        if exceeds_limit(load_mb[d] + needs[order[k]], limits[d]):
+            continue
+        load_mb[d] += needs[order[k]]
+        placed[k] = d
+        k += 1
+    return True
 
 
 def memory_excess(

@@ -8,6 +8,7 @@ slow reference, for several chunk sizes and sample fractions.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from allocation.exact import exactness
 from allocation.kernel import screen_chunk
 from allocation.memory import (
     left_out_sentence,
+    memory_excess,
     no_feasible_assignment_error,
     some_assignment_fits,
 )
@@ -304,3 +306,30 @@ def test_fit_search_gives_up_after_max_steps() -> None:
     assert some_assignment_fits(needs, limits, allowed) is False
     assert some_assignment_fits(needs, limits, allowed, max_steps=3) is None
     assert some_assignment_fits(needs, np.array([100.0, 130.0]), allowed) is True
+
+
+def test_fit_search_matches_enumeration() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        n_stages, n_devices = rng.randint(1, 5), rng.randint(1, 3)
+        needs = np.array(
+            [rng.choice([0.0, 100.0, 250.0, rng.uniform(1, 500)]) for _ in range(n_stages)]
+        )
+        limits = np.array(
+            [rng.choice([np.inf, 300.0, rng.uniform(100, 900)]) for _ in range(n_devices)]
+        )
+        allowed = [
+            np.array(sorted(rng.sample(range(n_devices), rng.randint(1, n_devices))))
+            for _ in range(n_stages)
+        ]
+        placements = np.array(list(itertools.product(*allowed)), dtype=np.int64)
+        excess = memory_excess(needs, limits, tuple(range(n_devices)), placements)
+        assert some_assignment_fits(needs, limits, allowed) == bool((~excess.any(axis=1)).any())
+
+
+def test_fit_search_long_workflow() -> None:
+    """Ten thousand stages, the most a workflow may have, need no deep recursion."""
+    n = 10_000
+    two_devices = [np.array([0, 1])] * n
+    assert some_assignment_fits(np.ones(n), np.array([n / 2, n / 2]), two_devices) is True
+    assert some_assignment_fits(np.ones(n), np.array([float(n - 1)]), [np.array([0])] * n) is False
