@@ -224,7 +224,7 @@ def no_feasible_assignment_error(
     workflow: Workflow,
     system: System,
     allowed: Sequence[np.ndarray],
-    over_limit_count: np.ndarray,
+    over_limit_count: np.ndarray | None,
     space_size: int,
     *,
     system_file: str,
@@ -233,25 +233,37 @@ def no_feasible_assignment_error(
 
     Parameters
     ----------
-    over_limit_count : ndarray of int64, shape (n_devices,)
-        Number of assignments that exceed each device's limit.
+    over_limit_count : ndarray of int64, shape (n_devices,), or None
+        Number of assignments that exceed each device's limit, when they were counted.
 
     Returns
     -------
     InputError
         Names the device exceeded in the most assignments (the tightest limit) and the
-        stage with the largest need among those that may run there.
+        stage with the largest need among those that may run there. Without counts, the
+        device is the one whose limit the needs of its possible stages exceed the most.
     """
-    d = int(np.argmax(over_limit_count))
+    if over_limit_count is not None:
+        d = int(np.argmax(over_limit_count))
+        exceeded = f", exceeded by {int(over_limit_count[d]):,} assignments"
+    else:
+        needs = np.array([stage.memory_mb for stage in workflow.stages])
+        ratio = [
+            needs[[s for s in range(len(needs)) if d in allowed[s]]].sum() / device.memory_mb
+            if device.memory_mb is not None
+            else 0.0
+            for d, device in enumerate(system.devices)
+        ]
+        d = int(np.argmax(ratio))
+        exceeded = ""
     device = system.devices[d]
     candidates = [stage for s, stage in enumerate(workflow.stages) if d in allowed[s]]
     largest = max(candidates, key=lambda stage: stage.memory_mb)
     return InputError(
         f"every one of the {space_size:,} assignments exceeds a device's memory limit; "
-        f"the tightest is device {device.id!r} ({device.memory_mb:g} MB), exceeded by "
-        f"{int(over_limit_count[d]):,} assignments, where stage {largest.id!r} alone needs "
-        f"{largest.memory_mb:g} MB; raise the limit, lower the stages' memory_mb or let "
-        "them run on more devices",
+        f"the tightest is device {device.id!r} ({device.memory_mb:g} MB){exceeded}, where "
+        f"stage {largest.id!r} alone needs {largest.memory_mb:g} MB; raise the limit, lower "
+        "the stages' memory_mb or let them run on more devices",
         file=system_file,
         field=f"devices[{d}].memory_mb",
         value=device.memory_mb,

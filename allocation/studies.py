@@ -35,14 +35,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from allocation.errors import InputError
 from allocation.loading import read_document
-from allocation.memory import memory_excess, no_feasible_assignment_error, some_assignment_fits
 from allocation.model import Requirements
-from allocation.space import decode_placements
 from allocation.study import Study, load_study
 
 __all__ = [
@@ -51,7 +48,6 @@ __all__ = [
     "StudyEntry",
     "StudyFingerprint",
     "artifact_slug",
-    "check_some_assignment_fits",
     "fingerprint_study",
     "load_studies",
     "load_study_entry",
@@ -209,52 +205,6 @@ def load_study_entry(entry: StudyEntry) -> Study:
         entry.catalog,
         compare_path=entry.compare,
         requirements=None if requirements is None else requirements.model_dump(exclude_unset=True),
-    )
-
-
-_COUNT_CHUNK = 65_536
-"""Assignments decoded at a time while counting those over each memory limit."""
-
-
-def check_some_assignment_fits(study: Study, *, system_file: str | Path) -> None:
-    """Reject a study in which every assignment exceeds a device's memory limit.
-
-    The sweep finds this only after it has estimated every chunk, so a re-evaluation
-    checks it first, before it writes anything (`allocation.memory.some_assignment_fits`).
-
-    Raises
-    ------
-    InputError
-        The error of the sweep (`allocation.memory.no_feasible_assignment_error`),
-        naming the device whose limit the most assignments exceed.
-    """
-    problem = study.problem
-    if not problem.memory_bound_devices:
-        return
-    assert problem.stage_memory_mb is not None and problem.device_memory_mb is not None
-    fits = some_assignment_fits(problem.stage_memory_mb, problem.device_memory_mb, problem.allowed)
-    # NOTE: when the search gives up (None), the sweep itself finds out and raises the same
-    # error later, after the studies before this one are written.
-    if fits is not False:
-        return
-
-    # Count the assignments over each limit, as the sweep's message gives them.
-    devices = range(len(problem.device_ids))
-    over_limit_count = np.zeros(len(problem.device_ids), dtype=np.int64)
-    for start in range(0, problem.space_size, _COUNT_CHUNK):
-        stop = min(start + _COUNT_CHUNK, problem.space_size)
-        placements = decode_placements(problem, np.arange(start, stop, dtype=np.int64))
-        excess = memory_excess(
-            problem.stage_memory_mb, problem.device_memory_mb, devices, placements
-        )
-        over_limit_count += excess.sum(axis=0)
-    raise no_feasible_assignment_error(
-        study.workflow,
-        study.system,
-        problem.allowed,
-        over_limit_count,
-        problem.space_size,
-        system_file=str(system_file),
     )
 
 

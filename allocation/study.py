@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from allocation.catalog import CpuCatalog, load_cpu_catalog
@@ -21,7 +22,9 @@ from allocation.loading import (
     load_workflow,
     resolve_comparisons,
 )
+from allocation.memory import memory_excess, no_feasible_assignment_error, some_assignment_fits
 from allocation.model import Requirements, System, Workflow
+from allocation.space import decode_placements
 
 __all__ = ["CATALOG_ENV", "Study", "default_catalog_dir", "load_study"]
 
@@ -103,6 +106,7 @@ def load_study(
         stream_metrics="period_s" in system.objectives
         or (merged is not None and merged.min_throughput_fps is not None),
     )
+    _check_some_assignment_fits(workflow, system, problem, system_file=str(system_path))
     comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
     if compare_path is not None:
         entries = load_compare_file(compare_path)
@@ -132,6 +136,57 @@ def load_study(
     if compare_path is not None:
         inputs["compare"] = {"path": str(compare_path), "sha256": _sha256(compare_path)}
     return Study(workflow, system, catalog, problem, inputs, comparisons, merged)
+
+
+_COUNT_UP_TO = 1 << 22
+"""Largest space whose assignments `_check_some_assignment_fits` counts for its message."""
+
+_COUNT_CHUNK = 65_536
+"""Assignments decoded at a time while counting those over each memory limit."""
+
+
+def _check_some_assignment_fits(
+    workflow: Workflow, system: System, problem: CompiledProblem, *, system_file: str
+) -> None:
+    """Reject a problem in which every assignment exceeds a device's memory limit.
+
+    A sweep would find this only after it had estimated every chunk, so the inputs are
+    checked with `allocation.memory.some_assignment_fits` before anything runs or is
+    written. When that search gives up, the sweep still finds out at its end.
+
+    Raises
+    ------
+    InputError
+        The error of `allocation.memory.no_feasible_assignment_error`. The assignments
+        over each limit are counted for its message in spaces of up to `_COUNT_UP_TO`.
+        In larger ones, the device named is the one whose limit the needs of its
+        possible stages exceed the most.
+    """
+    if not problem.memory_bound_devices:
+        return
+    assert problem.stage_memory_mb is not None and problem.device_memory_mb is not None
+    fits = some_assignment_fits(problem.stage_memory_mb, problem.device_memory_mb, problem.allowed)
+    if fits is not False:
+        return
+    over_limit_count: np.ndarray | None = None
+    if problem.space_size <= _COUNT_UP_TO:
+        devices = range(problem.n_devices)
+        over_limit_count = np.zeros(problem.n_devices, dtype=np.int64)
+        for start in range(0, problem.space_size, _COUNT_CHUNK):
+            stop = min(start + _COUNT_CHUNK, problem.space_size)
+            placements = decode_placements(problem, np.arange(start, stop, dtype=np.int64))
+            excess = memory_excess(
+                problem.stage_memory_mb, problem.device_memory_mb, devices, placements
+            )
+            over_limit_count += excess.sum(axis=0)
+    raise no_feasible_assignment_error(
+        workflow,
+        system,
+        problem.allowed,
+        over_limit_count,
+        problem.space_size,
+        system_file=system_file,
+    )
 
 
 _REQUIREMENT_OPTIONS = {

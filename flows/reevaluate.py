@@ -42,7 +42,6 @@ from allocation.studies import (
     StudyEntry,
     StudyFingerprint,
     artifact_slug,
-    check_some_assignment_fits,
     fingerprint_study,
     load_studies,
     load_study_entry,
@@ -111,10 +110,9 @@ def fingerprint_task(entry: StudyEntry) -> StudyFingerprint:
     ------
     InputError
         For invalid input, including a study whose every assignment exceeds a memory
-        limit (`allocation.studies.check_some_assignment_fits`).
+        limit (`allocation.study.load_study` checks that).
     """
     study = load_study_entry(entry)
-    check_some_assignment_fits(study, system_file=entry.system)
     return fingerprint_study(entry, study)
 
 

@@ -35,8 +35,10 @@ from allocation.reference import (
     reference_infeasible_count,
 )
 from allocation.runners import open_runner
+from allocation.study import load_study
 from allocation.sweep import PartialFront, merge_fronts, sweep_chunk, sweep_in_process
 from flows.sweep import _estimate_chunks
+from tests.conftest import CATALOGS
 from tests.problems import EMPTY_CATALOG, random_problem
 
 SEEDS = range(60)
@@ -333,3 +335,34 @@ def test_fit_search_long_workflow() -> None:
     two_devices = [np.array([0, 1])] * n
     assert some_assignment_fits(np.ones(n), np.array([n / 2, n / 2]), two_devices) is True
     assert some_assignment_fits(np.ones(n), np.array([float(n - 1)]), [np.array([0])] * n) is False
+
+
+def test_large_space_nothing_fits_rejected_at_load(tmp_path: Path) -> None:
+    """A space too large to count is still rejected before the sweep, without counts."""
+    stages = "".join(f"  - {{id: s{i}, time_s: 0.1, memory_mb: 60}}\n" for i in range(12))
+    edges = "".join(f"  - {{from: s{i}, to: s{i + 1}, bytes: 1000}}\n" for i in range(11))
+    workflow = tmp_path / "workflow.yaml"
+    workflow.write_text(
+        "workflow: w\nmeasured_on: {name: PC, cores: 1, single_thread: 1000}\n"
+        f"stages:\n{stages}edges:\n{edges}",
+        "utf-8",
+    )
+    devices = "".join(
+        f"  - {{id: d{d}, cpu: {{name: C, cores: 1, single_thread: 1000}}, memory_mb: 100}}\n"
+        for d in range(4)
+    )
+    links = "".join(
+        f"  - {{between: [d{a}, d{b}], bandwidth_mbps: 100}}\n"
+        for a in range(4)
+        for b in range(a + 1, 4)
+    )
+    system = tmp_path / "system.yaml"
+    system.write_text(f"system: s\ndevices:\n{devices}links:\n{links}", "utf-8")
+
+    with pytest.raises(InputError) as caught:
+        load_study(workflow, system, CATALOGS)
+
+    message = str(caught.value)
+    assert "every one of the 16,777,216 assignments exceeds a device's memory limit" in message
+    assert "exceeded by" not in message
+    assert caught.value.field == "devices[0].memory_mb"

@@ -9,7 +9,6 @@ import pytest
 from allocation.cli import main
 from allocation.errors import InputError
 from allocation.studies import (
-    check_some_assignment_fits,
     fingerprint_study,
     load_studies,
     load_study_entry,
@@ -187,7 +186,7 @@ def test_no_fitting_assignment_found_before_sweep(tmp_path: Path) -> None:
     path = _write(tmp_path, "studies:\n" + write_fork_study(tmp_path, "allinf", 350))
     entry = load_studies(path).studies[0]
     with pytest.raises(InputError) as caught:
-        check_some_assignment_fits(load_study_entry(entry), system_file=entry.system)
+        load_study_entry(entry)
     assert caught.value.file == str(entry.system)
     assert caught.value.field == "devices[0].memory_mb"
     assert "every one of the 4 assignments exceeds a device's memory limit" in str(caught.value)
@@ -196,4 +195,4 @@ def test_no_fitting_assignment_found_before_sweep(tmp_path: Path) -> None:
     # With room for one stage beside src on the edge, the check passes.
     path = _write(tmp_path, "studies:\n" + write_fork_study(tmp_path, "fits", 400))
     entry = load_studies(path).studies[0]
-    check_some_assignment_fits(load_study_entry(entry), system_file=entry.system)
+    assert load_study_entry(entry).problem.memory_bound_devices
