@@ -246,7 +246,7 @@ def test_quick_start_runs_in_fresh_copy(tmp_path: Path) -> None:
     The commands run with the same `uv` as the suite, in a new environment inside the
     copy (UV_PROJECT_ENVIRONMENT) built offline from the shared uv cache. The sweep runs
     for real, with Prefect's embedded server (about 20 s). `uv run pytest` cannot run
-    the whole suite from inside the suite: that would take the suite's full 9 minutes
+    the whole suite from inside the suite: that would take the suite's full 6 minutes
     and run this test again. It runs with one fast test file appended, which still
     proves that the copy installs its test dependencies and collects and passes tests.
     """
