@@ -1032,7 +1032,7 @@ def _validate(args: argparse.Namespace) -> int:
     from allocation.catalog import load_cpu_catalog
     from allocation.compile import compile_problem, resolve_cpu
     from allocation.loading import load_system, load_workflow, read_document
-    from allocation.study import default_catalog_dir
+    from allocation.study import check_some_assignment_fits, default_catalog_dir
 
     catalog_dir = args.catalog if args.catalog is not None else default_catalog_dir()
     catalog = None
@@ -1083,6 +1083,9 @@ def _validate(args: argparse.Namespace) -> int:
                         workflow_file=workflow_path,
                         system_file=system_path,
                         catalog_dir=Path(catalog_dir),
+                    )
+                    check_some_assignment_fits(
+                        workflow, system, problem, system_file=str(system_path)
                     )
                 except InputError as exc:
                     print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from allocation.contention import ContentionPlan, plan_contention
 from allocation.errors import InputError
 from allocation.loading import check_pair
 from allocation.memory import binding_limits, check_forced_placements
-from allocation.model import Device, InlineCpu, Stage, System, Workflow
+from allocation.model import Device, InlineCpu, Requirements, Stage, System, Workflow
 from allocation.pricing import PricingContext, PricingProvider, load_provider
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "compile_problem",
     "device_cores_of",
     "link_arrays",
+    "needs_stream_metrics",
     "resolve_cpu",
     "speed_factor_of",
 ]
@@ -105,6 +107,8 @@ class CompiledProblem:
     """Devices whose memory limit some assignment exceeds (`allocation.memory`)."""
     stream_metrics: bool = False
     """Whether estimates include ``period_s`` and ``throughput_fps`` (a stream's metrics)."""
+    concurrent_frames: int = 1
+    """Frames in flight at once (the system's ``contention.concurrent_frames``, else 1)."""
 
     @property
     def n_stages(self) -> int:
@@ -153,8 +157,8 @@ def compile_problem(
     """Resolve CPUs and providers and precompute every per-assignment-independent array.
 
     `stream_metrics` sets whether estimates include ``period_s`` and ``throughput_fps``;
-    by default they do when ``period_s`` is an objective or the system's requirements
-    set ``min_throughput_fps``.
+    by default `needs_stream_metrics` decides from the system's objectives and
+    requirements.
 
     Raises
     ------
@@ -227,9 +231,7 @@ def compile_problem(
     radices = np.array([len(a) for a in allowed], dtype=np.int64)
 
     if stream_metrics is None:
-        stream_metrics = "period_s" in system.objectives or (
-            system.requirements is not None and system.requirements.min_throughput_fps is not None
-        )
+        stream_metrics = needs_stream_metrics(system.objectives, system.requirements)
 
     # Memory limits: only those that some assignment exceeds change the sweep.
     stage_memory_mb = device_memory_mb = None
@@ -320,6 +322,20 @@ def compile_problem(
         device_memory_mb=device_memory_mb,
         memory_bound_devices=memory_bound_devices,
         stream_metrics=stream_metrics,
+        concurrent_frames=1 if system.contention is None else system.contention.concurrent_frames,
+    )
+
+
+def needs_stream_metrics(objectives: Sequence[str], requirements: Requirements | None) -> bool:
+    """Tell whether estimates need ``period_s`` and ``throughput_fps``.
+
+    They do when ``period_s`` is an objective, when the requirements minimise it, or
+    when they set ``min_throughput_fps``.
+    """
+    if "period_s" in objectives:
+        return True
+    return requirements is not None and (
+        requirements.minimise == "period_s" or requirements.min_throughput_fps is not None
     )
 
 

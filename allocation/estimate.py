@@ -213,10 +213,12 @@ def evaluate_placements(
 def period_of(
     problem: CompiledProblem, placements: np.ndarray, times: np.ndarray, transfer: np.ndarray
 ) -> np.ndarray:
-    """Compute the period of a stream: the busy time of its busiest device or link.
+    """Compute the period of a stream: the busy time of its busiest device or link per frame.
 
     A device is busy for the sum of its stages' times, and a link for the sum of the
-    transfer times of the cross-device edges it carries, in both directions.
+    transfer times of the cross-device edges it carries, in both directions. With k
+    concurrent frames (`CompiledProblem.concurrent_frames`), the contended times are
+    those of k frames at once, so the busy time is divided by k.
 
     Parameters
     ----------
@@ -245,7 +247,7 @@ def period_of(
     edge_rows = np.repeat(np.arange(n, dtype=np.int64), transfer.shape[1])
     link_keys = edge_rows * n_devices**2 + pair.ravel()
     link_busy = _group_max(link_keys[crosses], transfer.ravel()[crosses], n, n_devices**2)
-    return np.maximum(device_busy, link_busy)
+    return np.maximum(device_busy, link_busy) / problem.concurrent_frames
 
 
 def _group_max(keys: np.ndarray, values: np.ndarray, n: int, stride: int) -> np.ndarray:

@@ -448,4 +448,4 @@ def check_yaml_output_file(
 
 
 def _out_error(out: Path, message: str) -> InputError:
-    return InputError(message, file="command line", field="--out", value=str(out), has_value=True)
+    return InputError(message, file="command line", field="--out", value=out, has_value=True)

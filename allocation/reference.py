@@ -147,7 +147,9 @@ def reference_evaluate(
         if a != b:
             link_key = frozenset((a, b))
             busy_s[link_key] = busy_s.get(link_key, 0.0) + transfer[(edge.source, edge.target)]
-    period_s = max(busy_s.values())
+    # Contended times are those of k frames at once, so k frames pass per busy time.
+    frames = 1 if system.contention is None else system.contention.concurrent_frames
+    period_s = max(busy_s.values()) / frames
 
     upload = download = 0
     cost = 0.0

@@ -1035,8 +1035,9 @@ def _robustness_section(summary: SweepSummary) -> str:
     intro = (
         f"A Monte Carlo of {_count(robustness.samples, 'sample')} (seed {settings['seed']}, "
         f"file {escape_markdown(robustness.path)}) multiplied the inputs by random factors: "
-        f"{_join_words(spreads)}. Each sample finds the front of all "
-        f"{_count(summary.space_size, 'assignment')} again. A candidate counts as on the "
+        f"{_join_words(spreads)}. Each sample finds the front of the space of "
+        f"{_count(summary.space_size, 'assignment')} again, by the sweep's method. A "
+        "candidate counts as on the "
         "front in a sample when no point of that sample's front dominates it, and as "
         "recommended when the recommendation rules, applied to that front, choose it."
     )

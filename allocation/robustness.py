@@ -149,7 +149,8 @@ def perturbed_problem(
     slower = np.ones(link_number.shape)
     linked = link_number >= 0
     slower[linked] = 1.0 / np.asarray(bandwidth_factors, dtype=np.float64)[link_number[linked]]
-    changed = np.broadcast_to(slower != 1.0, problem.edge_transfer_s.shape)
+    # Cells no assignment uses hold 0 and stay 0.
+    changed = (slower != 1.0) & (problem.edge_transfer_s != 0.0)
     transfer = np.where(
         changed,
         fixed_s + (problem.edge_transfer_s - fixed_s) * slower,

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from allocation.catalog import CpuCatalog, load_cpu_catalog
-from allocation.compile import CompiledProblem, compile_problem
+from allocation.compile import CompiledProblem, compile_problem, needs_stream_metrics
 from allocation.errors import InputError
 from allocation.loading import (
     comparison_key,
@@ -26,7 +26,13 @@ from allocation.memory import memory_excess, no_feasible_assignment_error, some_
 from allocation.model import Requirements, System, Workflow
 from allocation.space import decode_placements
 
-__all__ = ["CATALOG_ENV", "Study", "default_catalog_dir", "load_study"]
+__all__ = [
+    "CATALOG_ENV",
+    "Study",
+    "check_some_assignment_fits",
+    "default_catalog_dir",
+    "load_study",
+]
 
 CATALOG_ENV = "ALLOCATION_CATALOG_DIR"
 """Environment variable naming the catalog directory when --catalog is not given."""
@@ -103,10 +109,9 @@ def load_study(
         workflow_file=workflow_path,
         system_file=system_path,
         catalog_dir=catalog_dir,
-        stream_metrics="period_s" in system.objectives
-        or (merged is not None and merged.min_throughput_fps is not None),
+        stream_metrics=needs_stream_metrics(system.objectives, merged),
     )
-    _check_some_assignment_fits(workflow, system, problem, system_file=str(system_path))
+    check_some_assignment_fits(workflow, system, problem, system_file=str(system_path))
     comparisons = resolve_comparisons(workflow, system, system.compare, file=system_path)
     if compare_path is not None:
         entries = load_compare_file(compare_path)
@@ -139,13 +144,13 @@ def load_study(
 
 
 _COUNT_UP_TO = 1 << 22
-"""Largest space whose assignments `_check_some_assignment_fits` counts for its message."""
+"""Largest space whose assignments `check_some_assignment_fits` counts for its message."""
 
 _COUNT_CHUNK = 65_536
 """Assignments decoded at a time while counting those over each memory limit."""
 
 
-def _check_some_assignment_fits(
+def check_some_assignment_fits(
     workflow: Workflow, system: System, problem: CompiledProblem, *, system_file: str
 ) -> None:
     """Reject a problem in which every assignment exceeds a device's memory limit.

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from allocation.cli import main
 from allocation.report import render_report_md
 from allocation.results import baseline_status
 from allocation.study import load_study
@@ -76,3 +78,34 @@ def test_report_names_contention_and_memory(tmp_path: Path) -> None:
     memory = report.split("### Memory", 1)[1].split("##", 1)[0]
     assert "Device edge: limit 512 MB" in memory
     assert "infer 700 MB" in memory
+
+
+def test_minimise_period_computes_stream_columns(tmp_path: Path) -> None:
+    (tmp_path / "w.yaml").write_text(WORKFLOW, "utf-8")
+    (tmp_path / "s.yaml").write_text(SYSTEM, "utf-8")
+    study = load_study(
+        tmp_path / "w.yaml", tmp_path / "s.yaml", CATALOGS, requirements={"minimise": "period_s"}
+    )
+    front, patterns = sweep_in_process(study.problem)
+    summary = summarise(study, front, patterns, patterns_sampled=False)
+
+    assert "period_s" not in study.problem.objectives
+    assert "throughput_fps" in summary.candidates.columns
+    assert summary.recommendation.label is not None
+    assert summary.recommendation.rule == "minimise"
+
+
+def test_validate_rejects_when_nothing_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pre fits the edge only without infer, and both together exceed the cloud's 800 MB.
+    workflow = WORKFLOW.replace("memory_mb: 200", "memory_mb: 480")
+    system = SYSTEM.replace("    pricing:", "    memory_mb: 800\n    pricing:")
+    (tmp_path / "w.yaml").write_text(workflow, "utf-8")
+    (tmp_path / "s.yaml").write_text(system, "utf-8")
+
+    code = main(["validate", str(tmp_path / "w.yaml"), str(tmp_path / "s.yaml")])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "every one of the 4 assignments exceeds a device's memory limit" in error
