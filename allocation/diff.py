@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from allocation.errors import AllocationError
-from allocation.memory import MEMORY_TOLERANCE
+from allocation.memory import exceeds_limit
 from allocation.results import candidate_labels
 
 __all__ = [
@@ -157,7 +157,7 @@ class EvaluationRecord:
             device_id, limit_mb = str(device.get("id")), device.get("memory_mb")
             if limit_mb is None or device_id not in need_mb:
                 continue
-            if need_mb[device_id] > float(limit_mb) * (1.0 + MEMORY_TOLERANCE):
+            if exceeds_limit(need_mb[device_id], float(limit_mb)):
                 excess.append(MemoryExcess(device_id, need_mb[device_id], float(limit_mb)))
         return excess
 

@@ -20,13 +20,16 @@ import numpy as np
 
 from allocation.jit import compiled
 
-__all__ = ["RELATIVE_TOLERANCE", "pareto_front"]
+__all__ = ["RELATIVE_TOLERANCE", "dominated_by", "pareto_front"]
 
 RELATIVE_TOLERANCE = 1e-9
 
 _ONE_MINUS_TOLERANCE = 1.0 - RELATIVE_TOLERANCE
 
 _BLOCK_ROWS = 2048
+
+_MAX_COMPARED_CELLS = 1 << 22
+"""Cells of the comparison arrays `dominated_by` builds at a time."""
 
 _PREFILTER_MIN_ROWS = 4096
 """Below this many rows the exact filters alone are fast enough."""
@@ -515,6 +518,19 @@ def _dominated_sorted_3d(values: np.ndarray, by_f1: np.ndarray) -> np.ndarray:
             continue
         if _fenwick_prefix_min(tree, at_least1[i]) < f2[i] * _ONE_MINUS_TOLERANCE:
             dominated[i] = True
+    return dominated
+
+
+def dominated_by(front: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Tell, per row of `points` (m, k), whether a row of `front` (f, k) dominates it.
+
+    Dominance is that of `pareto_front`, with its relative tolerance. The rows are
+    compared in blocks, so that the comparison arrays stay at a few million cells.
+    """
+    dominated = np.zeros(len(points), dtype=bool)
+    block = max(1, _MAX_COMPARED_CELLS // max(1, front.size))
+    for start in range(0, len(points), block):
+        dominated[start : start + block] = _dominates_any(front, points[start : start + block])
     return dominated
 
 

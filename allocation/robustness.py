@@ -24,7 +24,7 @@ from allocation.estimate import Evaluation, evaluate_chunk, evaluate_placements
 from allocation.exact import exact_front
 from allocation.explain import LIMIT_METRICS, meets_limit, placements_of, recommend
 from allocation.model import Requirements, System
-from allocation.pareto import RELATIVE_TOLERANCE
+from allocation.pareto import dominated_by
 from allocation.pricing import PerRunCostTerms, PricingContext, PricingProvider, Usage
 from allocation.results import front_table
 from allocation.space import encode_placement
@@ -50,8 +50,6 @@ ROW_BY_ROW_UP_TO = 4096
 
 On the shipped examples (2 cores), 128 assignments take 0.8 ms row by row and 4 ms
 with the kernel, and 177,147 take 250 ms row by row and 6 ms with the kernel."""
-
-_MAX_CELLS = 1 << 22
 
 SHARE_COLUMNS = ("on_front_share", "meets_limits_share", "recommended_share")
 """Columns of robustness.parquet with a share of the samples, from 0 to 1."""
@@ -257,7 +255,7 @@ def evaluate_sample(
     front, evaluation = _front_and_rows(problem, placements, method)
     points = objective_matrix(problem, evaluation)
     front_points = objective_matrix(problem, front.evaluation)
-    on_front = ~_dominated(front_points, points)
+    on_front = ~dominated_by(front_points, points)
 
     limits = requirements.limits if requirements is not None else {}
     meets = np.ones(len(placements), dtype=bool)
@@ -473,25 +471,6 @@ def _check_time(uncertainty: UncertaintyFile, first_s: float) -> None:
         value=spec.samples,
         has_value=True,
     )
-
-
-def _equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(a - b) <= RELATIVE_TOLERANCE * np.maximum(np.abs(a), np.abs(b))
-
-
-def _dominated(front: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Tell, per row of `points` (m, k), whether a row of `front` (f, k) dominates it."""
-    dominated = np.zeros(len(points), dtype=bool)
-    # Blocks of points keep the (block, f, k) comparison arrays to a few million cells.
-    block = max(1, _MAX_CELLS // max(1, front.size))
-    f = front[None, :, :]
-    for start in range(0, len(points), block):
-        p = points[start : start + block, None, :]
-        equal = _equal(f, p)
-        at_least = ((f < p) | equal).all(axis=2)
-        better = ((f < p) & ~equal).any(axis=2)
-        dominated[start : start + block] = (at_least & better).any(axis=1)
-    return dominated
 
 
 def _percent(share: Any) -> str:
