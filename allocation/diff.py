@@ -673,27 +673,10 @@ def render_diff_md(diff: StudyDiff, study: str) -> str:
     )
     if diff.entered:
         lines += ["", "### Entered the front", ""]
-        for entry in diff.entered:
-            memory = _excess_text(diff, entry.over_memory, now=False)
-            lines.append(
-                f"- {entry.label} ({_placement_text(diff, entry.placement)}): "
-                + _metrics_text(diff, entry.metrics)
-                + _other_text(diff, entry.other, "before")
-                + (f"; {memory}" if memory else "")
-                + _cause_numbers(diff, entry.causes)
-            )
+        lines += [_moved_line(diff, entry, left=False) for entry in diff.entered]
     if diff.left:
         lines += ["", "### Left the front", ""]
-        for entry in diff.left:
-            memory = _excess_text(diff, entry.over_memory, now=True)
-            lines.append(
-                f"- {entry.label} of the previous front "
-                f"({_placement_text(diff, entry.placement)}): was "
-                + _metrics_text(diff, entry.metrics)
-                + _other_text(diff, entry.other, "now")
-                + (f"; {memory}" if memory else "")
-                + _cause_numbers(diff, entry.causes)
-            )
+        lines += [_moved_line(diff, entry, left=True) for entry in diff.left]
     if diff.changed:
         lines += ["", "### Stayed, with changed metrics", ""]
         for change in diff.changed:
@@ -821,6 +804,24 @@ def _other_text(diff: StudyDiff, metrics: Mapping[str, float] | None, when: str)
     if metrics is None:
         return ""
     return f" ({when}: {_metrics_text(diff, metrics)})"
+
+
+def _moved_line(diff: StudyDiff, entry: FrontEntry, *, left: bool) -> str:
+    """Return the list line of a candidate that entered the front, or left it."""
+    where = _placement_text(diff, entry.placement)
+    head = (
+        f"- {entry.label} of the previous front ({where}): was "
+        if left
+        else f"- {entry.label} ({where}): "
+    )
+    memory = _excess_text(diff, entry.over_memory, now=left)
+    return (
+        head
+        + _metrics_text(diff, entry.metrics)
+        + _other_text(diff, entry.other, "now" if left else "before")
+        + (f"; {memory}" if memory else "")
+        + _cause_numbers(diff, entry.causes)
+    )
 
 
 def _excess_text(diff: StudyDiff, over_memory: Sequence[MemoryExcess], *, now: bool) -> str:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from allocation.errors import InputError
-from allocation.loading import read_document
+from allocation.loading import _field_path, _fields_at, read_document
 from allocation.model import Requirements
 from allocation.study import Study, load_study
 
@@ -334,7 +334,7 @@ def _input_error(exc: ValidationError, path: Path) -> InputError:
             field=_field_path(loc[:-1]) or None,
         )
     if kind == "extra_forbidden":
-        valid = _valid_fields(loc[:-1])
+        valid = ", ".join(_fields_at(_FileModel, loc[:-1]) or _FileModel.model_fields)
         return InputError(
             f"unknown field {loc[-1]!r}; valid fields here: {valid}",
             file=path,
@@ -350,26 +350,3 @@ def _input_error(exc: ValidationError, path: Path) -> InputError:
         value=error.get("input"),
         has_value=True,
     )
-
-
-def _valid_fields(loc: list[Any]) -> str:
-    names = [str(part) for part in loc if isinstance(part, str)]
-    nested: dict[str, type[BaseModel]] = {
-        "studies": _EntryModel,
-        "sweep": SweepOptions,
-        "requirements": Requirements,
-    }
-    model: type[BaseModel] = _FileModel
-    for name in names:
-        model = nested.get(name, model)
-    return ", ".join(model.model_fields)
-
-
-def _field_path(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text
