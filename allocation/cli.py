@@ -641,9 +641,14 @@ def _warm_up(args: argparse.Namespace, studies: list[Any], methods: list[str]) -
     from flows.sweep import sweep  # noqa: F401  (the import itself is the warm-up)
 
     for study, method in zip(studies, methods, strict=True):
-        kept = args.max_patterns if method == "exhaustive" else min(args.max_patterns, EXACT_SAMPLE)
+        kept_rows = (
+            args.max_patterns if method == "exhaustive" else min(args.max_patterns, EXACT_SAMPLE)
+        )
         space_size = study.problem.space_size
-        warm_up(study.problem, sample_fraction=1.0 if space_size <= kept else kept / space_size)
+        warm_up(
+            study.problem,
+            sample_fraction=1.0 if space_size <= kept_rows else kept_rows / space_size,
+        )
     charts_ready.join()
 
 
@@ -720,14 +725,14 @@ def _interrupted_message(out_dirs: Sequence[Path]) -> str:
     """Return the message of a sweep interrupted now, naming the stores with finished chunks."""
     from allocation.chunk_store import STORE_DIR_NAME, has_finished_chunks
 
-    kept = [str(out_dir / STORE_DIR_NAME) for out_dir in out_dirs if has_finished_chunks(out_dir)]
-    if not kept:
+    stores = [str(out_dir / STORE_DIR_NAME) for out_dir in out_dirs if has_finished_chunks(out_dir)]
+    if not stores:
         return (
             "interrupted before any chunk finished, so nothing is kept; the same command "
             "starts again from the beginning"
         )
     return (
-        f"interrupted: the finished chunks are kept in {', '.join(kept)}; run the same command "
+        f"interrupted: the finished chunks are kept in {', '.join(stores)}; run the same command "
         "again to resume"
     )
 

@@ -377,10 +377,10 @@ def _edge_partners(
     return tuple(partners)
 
 
-def _check_pairs(total: int, what: str, switch: str, system_file: str) -> None:
+def _check_pairs(total: int, kind: str, switch: str, system_file: str) -> None:
     if total > MAX_CONTENTION_PAIRS:
         raise InputError(
-            f"the workflow has more than {MAX_CONTENTION_PAIRS:,} pairs of {what} that may "
+            f"the workflow has more than {MAX_CONTENTION_PAIRS:,} pairs of {kind} that may "
             f"run at the same time on a shared device or link, more than the contention "
             f"model tracks; set contention.{switch} to false, or restrict the stages with "
             "pin or allowed",

@@ -589,9 +589,9 @@ def _input_error_from(
         )
     if kind == "extra_forbidden":
         name = str(loc[-1])
-        here = _fields_at(model, loc[:-1]) if model is not None else None
-        hint = _did_you_mean(name, here or _KNOWN_FIELDS, style="brackets")
-        listed = "" if here is None else f"; the fields here are {', '.join(here)}"
+        siblings = _fields_at(model, loc[:-1]) if model is not None else None
+        hint = _did_you_mean(name, siblings or _KNOWN_FIELDS, style="brackets")
+        listed = "" if siblings is None else f"; the fields here are {', '.join(siblings)}"
         return InputError(
             f"unknown field {name!r}{hint}; remove it or correct its name{listed}",
             file=path,

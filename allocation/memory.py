@@ -56,13 +56,13 @@ def binding_limits(
     allowed : sequence of ndarray
         Per stage, the indices of the devices it may run on.
     """
-    most_mb = np.zeros(len(device_memory_mb))
+    all_stages_mb = np.zeros(len(device_memory_mb))
     for s, devices in enumerate(allowed):
-        most_mb[devices] += stage_memory_mb[s]
+        all_stages_mb[devices] += stage_memory_mb[s]
     return tuple(
         d
         for d in range(len(device_memory_mb))
-        if np.isfinite(device_memory_mb[d]) and exceeds_limit(most_mb[d], device_memory_mb[d])
+        if np.isfinite(device_memory_mb[d]) and exceeds_limit(all_stages_mb[d], device_memory_mb[d])
     )
 
 

@@ -573,7 +573,7 @@ def run_whatif_command(args: argparse.Namespace) -> int:
 
 
 def whole_number_note(result: WhatIf) -> str:
-    """Return the sentence that tells the user only whole values were evaluated."""
+    """Return the sentence stating that only whole values were evaluated."""
     return (
         f"{result.parameter} takes whole numbers only, so {len(result.grid)} whole values "
         f"from {result.grid[0].value:g} to {result.grid[-1].value:g} were evaluated, and "

@@ -3,7 +3,7 @@
 A small DAG checks the formulas with numbers. Two 2-thread stages that may run at the
 same time on a 2-core device take twice as long. Transfers of 1 MB and 3 MB that start
 together over one link wait for 2 MB and 4 MB. Random problems with a contention
-block must match the slow reference; chains fold the contention into the compiled
+block must match the slow reference. Chains fold the contention into the compiled
 arrays, so the compiled kernel and the exact method still apply to them.
 """
 
@@ -158,10 +158,12 @@ def test_absent_block_keeps_arrays() -> None:
 def test_contention_changes_problem_key() -> None:
     workflow = Workflow.model_validate(PARALLEL_WORKFLOW)
     plain = compile_problem(workflow, _parallel_system(None), EMPTY_CATALOG)
-    one = compile_problem(workflow, _parallel_system({}), EMPTY_CATALOG)
-    two = compile_problem(workflow, _parallel_system({"concurrent_frames": 2}), EMPTY_CATALOG)
+    one_frame = compile_problem(workflow, _parallel_system({}), EMPTY_CATALOG)
+    two_frames = compile_problem(
+        workflow, _parallel_system({"concurrent_frames": 2}), EMPTY_CATALOG
+    )
 
-    keys = {problem_key(p, sample_fraction=1.0) for p in (plain, one, two)}
+    keys = {problem_key(p, sample_fraction=1.0) for p in (plain, one_frame, two_frames)}
     assert len(keys) == 3
 
 

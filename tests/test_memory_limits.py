@@ -191,8 +191,8 @@ def test_pinned_stage_over_limit_rejected() -> None:
 
 
 def test_all_infeasible_names_tightest() -> None:
-    # Each stage (60 MB) fits edge (100 MB) alone, but edge cannot hold both and gateway
-    # (50 MB) holds neither, so no assignment fits.
+    # Each stage (60 MB) fits edge (100 MB) alone, but not both together, and neither
+    # fits gateway (50 MB), so no assignment fits.
     workflow, system = _two_stage_problem(100.0, (60.0, 60.0))
     workflow = workflow.model_copy(update={"edges": []})
     gateway = system.devices[1].model_copy(update={"memory_mb": 50.0})

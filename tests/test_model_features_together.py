@@ -1,8 +1,8 @@
 """Contention, memory limits and the stream's period in one problem, against the reference.
 
-Each feature has its own tests; these check that they combine as the reference says:
-contended times feed the period, and assignments over a memory limit stay out of the
-front under contention too.
+Each feature has its own tests. These check that the features combine as in the
+reference: contended times feed the period, and assignments over a memory limit stay
+out of the front under contention too.
 """
 
 from __future__ import annotations
